@@ -1,0 +1,1 @@
+"""Conformance and benchmark harness for deployed video models: plain pipeline stages."""

@@ -1,0 +1,191 @@
+"""Ascend NPU: ATC compiles the ONNX into an offline model (.om) per batch size, ais_bench runs it.
+
+``AscendBackend(precision, device, soc='Ascend310P3')``: ``soc`` is ATC's ``--soc_version`` (what
+``npu-smi info`` shows as Name, prefixed 'Ascend'; None means the seeds' Ascend310P3), ``device``
+the NPU id InferSession loads on.
+
+Precision: ATC's default precision mode on inference SoCs is fp16 (operators that support both
+fp16 and fp32 run in fp16), so 'default' reports 'fp16'. 'fp32' passes
+``--precision_mode=force_fp32``; on CANN >= 6.2 that makes cube operators (Conv, MatMul) take
+fp16 inputs and accumulate into fp32 outputs where the SoC has no fp32 cube path, and vector
+operators run in fp32 -- the closest to fp32 the 310P offers, so it is reported as 'fp32'.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from harness.backends.base import Backend, BackendUnavailable, Session
+
+SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
+AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels from gitee ascend/tools "
+                  "ais-bench_workload (tool/ais_bench)")
+DEFAULT_SOC = "Ascend310P3"  # the seeds' SoC
+# compile() writes spec.atc_keep_fp32 here, in ATC's temporary working directory: ATC reads it
+# only while converting, and the cache moves just the .om (the lines are part of its cache key)
+KEEP_DTYPE_CFG = "keep_dtype.cfg"
+
+# Messages ATC, ACL and aclruntime give when host or device memory runs out (ACL error 207001 is
+# ACL_ERROR_RT_MEMORY_ALLOCATION); the harness records these as the seed's OOM table cells.
+_OOM = re.compile(
+    r"out of memory|bad_alloc|memory (is )?not enough|not enough memory|insufficient memory"
+    r"|(malloc|alloc\w*) (device )?memory fail|aclrtMalloc\w* fail|rtMalloc\w* fail|\b207001\b",
+    re.IGNORECASE)
+
+
+def looks_like_oom(message: str) -> bool:
+    return bool(_OOM.search(message))
+
+
+def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence[int]], soc: str,
+                output_stem: str | Path, precision: str = "default",
+                keep_dtype_cfg: str | Path = KEEP_DTYPE_CFG) -> list[str]:
+    """The seed's ``atc`` invocation for static ``input_shapes`` (batch axis included).
+
+    Reads ``spec.input_names``, ``spec.atc_input_format``, ``spec.atc_extra_args`` and
+    ``spec.atc_keep_fp32``. ATC appends '.om' to ``output_stem``.
+    """
+    shapes = ";".join(f"{name}:{','.join(str(d) for d in input_shapes[name])}"
+                      for name in spec.input_names)
+    command = ["atc", "--framework=5", f"--model={onnx_path}", f"--output={output_stem}"]
+    if spec.atc_input_format is not None:
+        command.append(f"--input_format={spec.atc_input_format}")
+    command += [f"--input_shape={shapes}", "--log=error", f"--soc_version={soc}",
+                *spec.atc_extra_args]
+    if spec.atc_keep_fp32:
+        command.append(f"--keep_dtype={keep_dtype_cfg}")
+    if precision == "fp32":
+        command.append("--precision_mode=force_fp32")
+    return command
+
+
+def static_input_shapes(spec, profile: str, batch_size: int) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes of a profile with the batch axis prepended, in ONNX input order."""
+    return {name: (batch_size, *shape) for name, shape in spec.profiles[profile].inputs.items()}
+
+
+def _summary(session):
+    # ais_bench renamed sumary() to summary(); both return aclruntime's summary object
+    return session.summary() if hasattr(session, "summary") else session.sumary()
+
+
+class _AisBenchSession(Session):
+    def __init__(self, session, input_names: Sequence[str]):
+        self._session = session
+        self._inputs = list(input_names)
+        self._outputs = [meta.name for meta in session.get_outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = [np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self._inputs]
+        try:
+            outputs = self._session.infer(arrays, mode="static")
+        except RuntimeError as error:
+            if looks_like_oom(str(error)):
+                raise MemoryError(str(error)) from error
+            raise
+        return dict(zip(self._outputs, outputs))
+
+    def last_compute_ms(self) -> float | None:
+        times = _summary(self._session).exec_time_list
+        if not times:
+            return None
+        last = times[-1]
+        # aclruntime records (start_ms, end_ms) per run; older docs show a bare duration
+        if isinstance(last, (tuple, list)):
+            return float(last[1] - last[0])
+        return float(last)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.free_resource()
+            self._session = None
+
+
+class AscendBackend(Backend):
+    name = "ascend"
+    artifact_suffix = ".om"
+
+    def __init__(self, precision: str = "fp32", device: int = 0, soc: str | None = DEFAULT_SOC):
+        super().__init__(precision, device)
+        self.soc = soc or DEFAULT_SOC
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        missing = []
+        if shutil.which("atc") is None:
+            missing.append(f"atc (the ATC model compiler) is not on PATH: {SET_ENV}")
+        try:
+            from ais_bench.infer.interface import InferSession  # noqa: F401
+        except ImportError as error:
+            missing.append(f"ais_bench is not importable ({error}): {AIS_BENCH_HINT}")
+        if missing:
+            return False, "; ".join(missing)
+        return True, ""
+
+    def _require(self) -> None:
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+
+    @staticmethod
+    def _cann_version() -> str:
+        """The CANN toolkit version from its install record, else the resolved atc path."""
+        atc = Path(shutil.which("atc") or "atc").resolve()
+        for parent in list(atc.parents)[:4]:
+            for info in sorted(parent.glob("*/ascend_toolkit_install.info")) + sorted(
+                    parent.glob("ascend_toolkit_install.info")):
+                for line in info.read_text(errors="replace").splitlines():
+                    if line.startswith("version="):
+                        return line.split("=", 1)[1].strip()
+        return str(atc)
+
+    def versions(self) -> dict[str, str]:
+        # the .om is specific to the SoC and the precision mode as well as to the toolkit
+        return {"cann": self._cann_version(), "soc": self.soc,
+                "precision_mode": "force_fp32" if self.requested_precision == "fp32" else "default"}
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.requested_precision == "fp32" else "fp16"
+
+    def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
+                out_path: Path, spec) -> Path:
+        self._require()
+        onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()
+        stem = out_path.with_suffix("") if out_path.suffix == ".om" else out_path
+        command = atc_command(spec, onnx_path, input_shapes, self.soc, stem,
+                              self.requested_precision)
+        # ATC leaves fusion_result.json and kernel_meta/ in its working directory
+        with tempfile.TemporaryDirectory(prefix="atc-") as workdir:
+            if spec.atc_keep_fp32:
+                (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(spec.atc_keep_fp32) + "\n")
+            done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+        output = (done.stdout + done.stderr).strip()
+        produced = Path(f"{stem}.om")
+        if done.returncode != 0 or not produced.exists():
+            message = (f"atc failed (exit {done.returncode}) compiling {onnx_path} for "
+                       f"{self.soc}:\n{' '.join(command)}\n{output[-4000:]}")
+            if looks_like_oom(output):
+                raise MemoryError(message)
+            raise RuntimeError(message)
+        if produced != out_path:
+            produced.replace(out_path)
+        return out_path
+
+    def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
+        self._require()
+        from ais_bench.infer.interface import InferSession
+
+        try:
+            session = InferSession(self.device, str(artifact))
+        except RuntimeError as error:
+            if looks_like_oom(str(error)):
+                raise MemoryError(f"loading {artifact}: {error}") from error
+            raise
+        return _AisBenchSession(session, list(input_shapes))

@@ -1,0 +1,68 @@
+"""One small interface for every deployed runtime.
+
+A backend compiles the simplified ONNX for one batch size into an artifact (a file the caller
+caches by content) and opens it as a :class:`Session` that maps ONNX input names to arrays.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+PRECISIONS = ("fp32", "default")  # what a user may ask for; 'default' = the runtime's own choice
+
+
+class BackendUnavailable(RuntimeError):
+    """The runtime or its hardware is not here; the message says what to install or source."""
+
+
+class Session(ABC):
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inputs by ONNX name (batch axis included) -> outputs by ONNX name."""
+
+    def last_compute_ms(self) -> float | None:
+        """Device compute time of the last run where the runtime reports it (ais_bench does)."""
+        return None
+
+    def close(self) -> None:
+        """Release device memory; sessions are closed after each test that opens one."""
+
+
+class Backend(ABC):
+    name: str = ""
+    artifact_suffix: str = ""  # '' when the runtime compiles in memory from the ONNX itself
+
+    def __init__(self, precision: str = "fp32", device: int = 0):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.requested_precision = precision
+        self.device = device
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(True, '') when usable here, else (False, what is missing and how to get it)."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Tool versions that determine the artifact; part of its cache key."""
+
+    @property
+    @abstractmethod
+    def precision(self) -> str:
+        """The precision the runtime actually computes at: 'fp32', 'fp16' or 'bf16'."""
+
+    def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
+                out_path: Path, spec) -> Path:
+        """Write the artifact for these static input shapes to ``out_path`` and return it.
+
+        The default is no ahead-of-time step: the runtime compiles the ONNX when it opens it.
+        """
+        return onnx_path
+
+    @abstractmethod
+    def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
+        """Load a compiled artifact for running."""

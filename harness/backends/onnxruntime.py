@@ -1,0 +1,57 @@
+"""ONNX Runtime: the CPU provider (embedded default), CUDA where installed with a GPU."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from harness.backends.base import Backend, BackendUnavailable, Session
+
+
+class _OrtSession(Session):
+    def __init__(self, session):
+        self._session = session
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._outputs, self._session.run(self._outputs, dict(feeds))))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False, "onnxruntime is not installed: pip install onnxruntime"
+        return True, ""
+
+    def _providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def versions(self) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__, "providers": ",".join(self._providers())}
+
+    @property
+    def precision(self) -> str:
+        return "fp32"  # both providers compute an fp32 graph in fp32
+
+    def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        return _OrtSession(ort.InferenceSession(str(artifact), options, providers=self._providers()))

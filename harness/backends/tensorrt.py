@@ -1,0 +1,182 @@
+"""TensorRT on an NVIDIA GPU: one serialized engine per batch size, run through the Python API
+(TensorRT 10/11 named-tensor API) with torch CUDA tensors as buffers.
+
+Precision: 'fp32' builds with TF32 disabled, so convolutions and matmuls accumulate in full fp32.
+'default' is TensorRT's own choice for an fp32 ONNX: fp32 tensors with TF32 tensor-core math on
+Ampere and newer GPUs. TF32 keeps fp16's 10-bit mantissa, so it is reported as 'fp16' (the
+tolerance class it belongs to); on older GPUs there is no TF32 and it is 'fp32'. Reduced-precision
+builder flags (BuilderFlag.FP16) are not used: TensorRT 11 removed them.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from harness.backends.base import Backend, BackendUnavailable, Session
+
+_OOM = re.compile(r"out of memory|insufficient memory|cudaErrorMemoryAllocation|failed to allocate",
+                  re.IGNORECASE)
+
+
+def _logger(trt):
+    """A TensorRT logger that keeps warnings and errors for exception messages."""
+
+    class _Log(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.messages: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in kept:
+                self.messages.append(f"[{severity.name}] {msg}")
+
+    kept = (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR,
+            trt.ILogger.Severity.WARNING)
+
+    return _Log()
+
+
+def _failure(what: str, messages: list[str]) -> Exception:
+    text = f"{what}:\n" + "\n".join(messages[-40:])
+    return MemoryError(text) if _OOM.search(text) else RuntimeError(text)
+
+
+class _TensorRtSession(Session):
+    def __init__(self, trt, runtime, engine, input_shapes: Mapping[str, tuple[int, ...]]):
+        import torch
+
+        self._torch = torch
+        self._runtime = runtime  # an engine must not outlive the runtime that deserialized it
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._stream = torch.cuda.Stream()
+        self._inputs: dict[str, torch.Tensor] = {}
+        self._outputs: dict[str, torch.Tensor] = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(name)))).dtype
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self._context.set_input_shape(name, tuple(input_shapes[name]))
+                buffers = self._inputs
+            else:
+                buffers = self._outputs
+            shape = tuple(self._context.get_tensor_shape(name))
+            try:
+                buffers[name] = torch.empty(shape, dtype=dtype, device="cuda")
+            except torch.cuda.OutOfMemoryError as error:
+                raise MemoryError(str(error)) from error
+            self._context.set_tensor_address(name, buffers[name].data_ptr())
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+        self._timed = False
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.cuda.stream(self._stream):
+            for name, buffer in self._inputs.items():
+                buffer.copy_(torch.from_numpy(np.ascontiguousarray(feeds[name])))
+            self._start.record(self._stream)
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            self._end.record(self._stream)
+            outputs = {name: buffer.cpu().numpy() for name, buffer in self._outputs.items()}
+        self._stream.synchronize()
+        self._timed = True
+        return outputs
+
+    def last_compute_ms(self) -> float | None:
+        return self._start.elapsed_time(self._end) if self._timed else None
+
+    def close(self) -> None:
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._inputs.clear()
+        self._outputs.clear()
+
+
+class TensorRtBackend(Backend):
+    name = "tensorrt"
+    artifact_suffix = ".engine"
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            return False, ("tensorrt is not installed: pip install tensorrt (on a machine with an "
+                           "NVIDIA GPU and driver)")
+        try:
+            import torch
+        except ImportError:
+            return False, "torch is not installed: pip install a CUDA build of torch"
+        if not torch.cuda.is_available():
+            return False, (f"no CUDA GPU visible to torch {torch.__version__} "
+                           f"(torch.cuda.is_available() is False): run on a machine with an NVIDIA "
+                           f"GPU and a CUDA build of torch")
+        return True, ""
+
+    def _require(self):
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        import tensorrt
+
+        return tensorrt
+
+    def versions(self) -> dict[str, str]:
+        import torch
+
+        trt = self._require()
+        # an engine only runs on the GPU model and TensorRT version that built it
+        return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(self.device),
+                "tf32": "off" if self.requested_precision == "fp32" else "on"}
+
+    @property
+    def precision(self) -> str:
+        import torch
+
+        if self.requested_precision == "fp32":
+            return "fp32"
+        self._require()
+        return "fp16" if torch.cuda.get_device_capability(self.device) >= (8, 0) else "fp32"
+
+    def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
+                out_path: Path, spec) -> Path:
+        trt = self._require()
+        log = _logger(trt)
+        builder = trt.Builder(log)
+        network = builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
+        parser = trt.OnnxParser(network, log)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise RuntimeError(f"TensorRT cannot parse {onnx_path}:\n" + "\n".join(errors))
+        config = builder.create_builder_config()
+        if self.requested_precision == "fp32":
+            config.clear_flag(trt.BuilderFlag.TF32)
+        profile = builder.create_optimization_profile()
+        for name, shape in input_shapes.items():
+            profile.set_shape(name, tuple(shape), tuple(shape), tuple(shape))
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise _failure(f"TensorRT could not build {onnx_path} for {dict(input_shapes)}",
+                           log.messages)
+        out_path = Path(out_path)
+        out_path.write_bytes(memoryview(serialized))
+        return out_path
+
+    def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
+        trt = self._require()
+        import torch
+
+        torch.cuda.set_device(self.device)
+        log = _logger(trt)
+        runtime = trt.Runtime(log)
+        engine = runtime.deserialize_cuda_engine(Path(artifact).read_bytes())
+        if engine is None:
+            raise _failure(f"TensorRT could not load {artifact}", log.messages)
+        return _TensorRtSession(trt, runtime, engine, input_shapes)

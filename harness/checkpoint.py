@@ -1,0 +1,115 @@
+"""Checkpoint loading and network construction, with errors that name the file and the fix."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.cache import file_sha256
+from harness.spec import CheckpointError, ModelSpec
+
+SEED = 0  # seeded weights: torch.manual_seed(SEED) before building
+
+
+@dataclass
+class Weights:
+    state_dict: dict[str, torch.Tensor] | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeded(self) -> bool:
+        return self.state_dict is None
+
+    @property
+    def published_file(self) -> bool:
+        """The real upstream checkpoint: given, and its sha256 prefix matches where one is known."""
+        return not self.seeded and self.provenance.get("sha256_matches_name", True) is not False
+
+
+def _expected(spec: ModelSpec) -> str:
+    c = spec.checkpoint
+    shape = f"a dict with the state_dict under {c.nesting!r}" if c.nesting else "a bare state_dict"
+    prefix = f", keys optionally prefixed {c.strip_prefix!r}" if c.strip_prefix else ""
+    count = f", {c.keys} entries" if c.keys else ""
+    return f"{spec.name}'s upstream checkpoint ({spec.upstream}): {shape}{prefix}{count}"
+
+
+def find_checkpoint(spec: ModelSpec, weights_dir: Path | None) -> Path | None:
+    if weights_dir is None:
+        return None
+    path = Path(weights_dir) / spec.checkpoint.filename
+    return path if path.exists() else None
+
+
+def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
+    """Read a checkpoint safely (weights_only) and return the state_dict the network expects."""
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as err:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            f"expected {_expected(spec)}"
+        ) from err
+    nesting = spec.checkpoint.nesting
+    if nesting is not None:
+        if not isinstance(raw, dict) or nesting not in raw:
+            found = sorted(raw)[:8] if isinstance(raw, dict) else type(raw).__name__
+            raise CheckpointError(f"{path}: no {nesting!r} entry (found {found}); expected {_expected(spec)}")
+        raw = raw[nesting]
+    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise CheckpointError(f"{path}: does not hold a state_dict of tensors; expected {_expected(spec)}")
+    prefix = spec.checkpoint.strip_prefix
+    if prefix and raw and all(k.startswith(prefix) for k in raw):
+        raw = {k[len(prefix):]: v for k, v in raw.items()}
+    sha = file_sha256(path)
+    provenance: dict[str, Any] = {"source": "checkpoint", "path": str(path), "sha256": sha}
+    if spec.checkpoint.sha256_prefix:
+        provenance["sha256_matches_name"] = sha.startswith(spec.checkpoint.sha256_prefix)
+    return Weights(dict(raw), provenance)
+
+
+def seeded_weights() -> Weights:
+    return Weights(None, {"source": "seeded", "seed": SEED,
+                          "note": "no checkpoint given: seeded random weights, published figures do not apply"})
+
+
+def build_network(spec: ModelSpec, profile: str, weights: Weights, source: str = "") -> torch.nn.Module:
+    """The PyTorch reference network, loaded strictly from ``weights`` unless seeded."""
+    torch.manual_seed(SEED)
+    net = spec.build_network(spec.profile(profile), weights.state_dict)
+    if weights.state_dict is not None:
+        _check_keys(spec, net, weights.state_dict, source or weights.provenance.get("path", "checkpoint"))
+        net.load_state_dict(weights.state_dict, strict=True)
+    return net.eval()
+
+
+def _check_keys(spec: ModelSpec, net: torch.nn.Module, state_dict: dict, source: str) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs network {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"{source}: does not match {_expected(spec)}."]
+    family = spec.identify_foreign(list(state_dict)) if spec.identify_foreign else None
+    if family:
+        lines.append(f"It looks like a {family} checkpoint.")
+
+    def listing(title: str, names: list[str]) -> None:
+        if names:
+            more = f" ... and {len(names) - 12} more" if len(names) > 12 else ""
+            lines.append(f"{title} ({len(names)}): " + ", ".join(names[:12]) + more)
+
+    listing("missing keys", missing)
+    listing("unexpected keys", unexpected)
+    listing("shape mismatches", mismatched)
+    raise CheckpointError("\n".join(lines))

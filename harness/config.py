@@ -1,0 +1,42 @@
+"""Run configuration: what the command-line options resolve to, independent of pytest."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES = ("smoke", "full")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    backend: str = "onnxruntime"
+    precision: str = "fp32"  # 'fp32' or 'default' (the runtime's own choice, e.g. bf16 / fp16)
+    soc: str | None = None
+    devices: tuple[int, ...] = (0,)
+    profile: str = "smoke"
+    weights_dir: Path | None = None
+    data_root: Path | None = None
+    batch_sizes: tuple[int, ...] | None = None  # None: the profile's batch sizes per model
+    models: tuple[str, ...] | None = None  # None: every registered model
+    limit: int | None = None  # samples (items of the dataset index) per model
+    cache_dir: Path = Path(".cache")
+    report_dir: Path = Path("reports")
+    save_outputs: Path | None = None
+    baseline: Path | None = None
+    fps_regression: float = 0.10  # the gate fails when FPS drops by more than this fraction
+    perf_seconds: float = 2.0  # time budget of the timed rounds per perf row
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> int:
+        return self.devices[0]
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,4,8") from None
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"{what} {text!r}: expected comma-separated non-negative integers")
+    return values

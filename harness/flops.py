@@ -1,0 +1,69 @@
+"""GFLOPs per sample counted from an ONNX graph, and the machine's measured matmul peak."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import shape_inference
+
+
+def _shape(value_info) -> list[int]:
+    return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def gflops_per_sample(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> float:
+    """2 x multiply-adds of Conv, ConvTranspose, MatMul and Gemm at batch size 1.
+
+    Other ops (activations, pooling, resampling) are memory-bound and left out, as FLOP counts
+    in papers and ModelZoo tables usually do.
+    """
+    model = onnx.load(str(onnx_path))
+    for value in model.graph.input:
+        if value.name in input_shapes:
+            dims = value.type.tensor_type.shape.dim
+            for d, size in zip(dims, (1, *input_shapes[value.name])):
+                d.ClearField("dim_param")
+                d.dim_value = size
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: _shape(v) for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
+    macs = 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0])
+        if not out or 0 in out:
+            continue
+        if node.op_type in ("Conv", "ConvTranspose"):
+            weight = shapes.get(node.input[1])
+            if not weight:
+                continue
+            kernel = int(np.prod(weight[2:]))
+            # the weight shape already carries the per-group channel count
+            if node.op_type == "Conv":  # weight [Cout, Cin/g, k...]: every output element
+                macs += int(np.prod(out)) * weight[1] * kernel
+            else:  # weight [Cin, Cout/g, k...]: every input element scatters to Cout/g * k
+                inp = shapes.get(node.input[0])
+                if inp:
+                    macs += int(np.prod(inp)) * weight[1] * kernel
+        elif node.op_type in ("MatMul", "Gemm"):
+            a = shapes.get(node.input[0])
+            if a:
+                k = a[-1] if not (node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute)) else a[0]
+                macs += int(np.prod(out)) * k
+    return 2.0 * macs / 1e9
+
+
+def measure_peak_gflops(seconds: float = 0.5, n: int = 1024) -> float:
+    """fp32 matmul throughput of this process (all threads numpy uses), best of a few rounds."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b  # warm-up
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2.0 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return best

@@ -1,0 +1,153 @@
+"""The model card as data, and the small protocols a model folder implements.
+
+A model lives in ``models/<name>/``; its ``spec.py`` builds one :class:`ModelSpec` and
+``models/<name>/__init__.py`` registers it (``harness.registry.register``). Everything the
+generic tests need to know about a model is a field here; tests never name a model.
+
+What a model folder provides, besides data:
+
+* ``network.build(profile, state_dict=None) -> torch.nn.Module`` -- the PyTorch network with
+  upstream state_dict keys. ``state_dict`` (already unwrapped and prefix-stripped) lets a model
+  pick a variant from what a checkpoint holds; the harness then loads it strictly.
+* ``data.open_dataset(root, profile, protocol, limit) -> Dataset`` -- streams :class:`Sample`s
+  from the real layout under ``root``; raises :class:`DatasetLayoutError` showing the expected
+  tree when the layout is wrong.
+* ``data.generate(root, profile, protocol)`` -- writes a small deterministic dataset in that same
+  layout (the embedded default), with exact ground truth where physics gives it.
+* ``new_scorer(profile, protocol) -> Scorer`` -- streaming metric accumulator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+OOM = "oom"  # a reference-table cell the seed records as out of memory
+
+
+class DatasetLayoutError(ValueError):
+    """The data root does not hold the layout a reader expects; the message shows that tree."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and what was expected."""
+
+
+@dataclass
+class Sample:
+    """One unit the model consumes: inputs without the batch axis, and what scoring needs."""
+
+    id: str  # as the dataset names it: 'clean/alley_1/frame_0001', 'ucf101_extracted/0', ...
+    inputs: dict[str, np.ndarray]  # ONNX input name -> float32 array, no batch axis
+    target: Any  # ground truth or label; opaque to the harness, read by the model's scorer
+
+
+class Dataset(Protocol):
+    """A streamed dataset. Iterating yields samples; after iterating, ``summary`` is final."""
+
+    def __iter__(self) -> Iterator[Sample]: ...
+
+    @property
+    def complete(self) -> bool:
+        """True when every item the dataset's own index lists was present and read."""
+
+    @property
+    def summary(self) -> dict:
+        """Counts (listed, read, missing, failed with names) and the root, for the report."""
+
+
+class Scorer(Protocol):
+    def add(self, sample: Sample, outputs: Mapping[str, np.ndarray]) -> None:
+        """Outputs for one sample (no batch axis), keyed by ONNX output name."""
+
+    def result(self) -> dict[str, float]:
+        """Metric name -> value, names as declared in ``ModelSpec.metrics``."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Shapes and sizes for one run profile ('smoke' for this CPU, 'full' for the seed's)."""
+
+    inputs: Mapping[str, tuple[int, ...]]  # per-sample shape, no batch axis, in ONNX input order
+    outputs: Mapping[str, tuple[int, ...]]  # per-sample shape, no batch axis, in ONNX output order
+    batch_sizes: tuple[int, ...]
+    generated_samples: int  # how many samples the embedded default generates
+    protocol: Mapping[str, Any] = field(default_factory=dict)  # overrides ModelSpec.protocol
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    filename: str  # as the seed names it, looked up in --weights-dir
+    nesting: str | None = "state_dict"  # key holding the state_dict, None for a bare state_dict
+    strip_prefix: str | None = None  # e.g. 'module.' from DataParallel
+    sha256_prefix: str | None = None  # published file's sha256 starts with this (e.g. mmaction2 names)
+    keys: int | None = None  # entries in the upstream state_dict, for messages and tests
+    parameters: int | None = None  # upstream parameter count
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # key in Scorer.result()
+    higher_is_better: bool
+    published: float | None = None  # the seed's figure on its soc, same unit as the scorer's
+    published_band: float = 0.0  # |measured - published| allowed before the published verdict fails
+    # deployed-vs-PyTorch: |delta| allowed per backend precision ('fp32', 'fp16', 'bf16')
+    tolerance: Mapping[str, float] = field(default_factory=dict)
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """Element-wise conformance tolerance for one precision: |a-b| <= atol + rtol*|b|."""
+
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # registry key, used in --models and report rows
+    task: str
+    seed: str  # file name under shared/seeds
+    upstream: str  # 'owner/repo@commit'
+    checkpoint: Checkpoint
+    profiles: Mapping[str, Profile]  # 'smoke' and 'full'
+    metrics: tuple[Metric, ...]
+    elementwise: Mapping[str, Elementwise]  # per precision
+    reference_fps: Mapping[str, Mapping[int, float | str]]  # soc -> bs -> fps or OOM
+    dataset_dir: str  # subfolder of --data-root holding this model's dataset
+    dataset_layout: str  # the expected tree, shown in errors and the README
+    build_network: Callable[..., Any]
+    open_dataset: Callable[..., Dataset]
+    generate_dataset: Callable[..., None]
+    new_scorer: Callable[..., Scorer]
+    opset: int = 11
+    protocol: Mapping[str, Any] = field(default_factory=dict)  # preprocessing + scoring params
+    atc_input_format: str | None = "NCHW"  # None: the seed's atc command has no --input_format
+    atc_extra_args: tuple[str, ...] = ()  # further atc flags the seed's command passes
+    # lines of the keep_dtype config (ops ATC must keep in fp32), written for atc's --keep_dtype
+    atc_keep_fp32: tuple[str, ...] = ()
+    identify_foreign: Callable[[Sequence[str]], str | None] | None = None  # names another family
+
+    def profile(self, name: str) -> Profile:
+        return self.profiles[name]
+
+    def protocol_for(self, profile: str) -> dict[str, Any]:
+        return {**self.protocol, **self.profiles[profile].protocol}
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(self.profiles["full"].inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.profiles["full"].outputs)
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"{self.name} declares no metric {name!r}")
+
