@@ -38,7 +38,7 @@ def test_full_profile_declares_seed_contract(model):
 
 def test_deployed_outputs_match_pytorch(model, batch_size, pipeline, evaluation, record):
     stats = evaluation.elementwise
-    record(conformance=stats.as_dict())
+    record(conformance=stats.as_dict(), weights=pipeline.weights(model).provenance, data=evaluation.dataset)
     assert stats.elements > 0, f"{model.name}: the dataset produced no samples"
     assert stats.passed, (
         f"{model.name} bs{batch_size} on {pipeline.backend.name} ({pipeline.backend.precision}): "
