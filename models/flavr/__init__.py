@@ -1,0 +1,4 @@
+from harness.registry import register
+from models.flavr.spec import SPEC
+
+register(SPEC)

@@ -1,0 +1,79 @@
+"""FlowNet2 on MPI-Sintel clean, from the Ascend ModelZoo guide (seed 001)."""
+from harness.sintel import SINTEL_LAYOUT
+from harness.spec import OOM, Checkpoint, Elementwise, Metric, ModelSpec, Profile
+from models.flownet2 import data, network
+
+PASSES = ("clean",)  # the seed's preprocess reads the clean pass only
+
+# Deployed vs PyTorch, measured on the smoke profile (random-init network, seed 0; 2 generated
+# and 2 real alley_1 pairs; batch 1 and 2; outputs up to 13.8 px):
+#   ONNX Runtime fp32   max |diff| 1.8e-5; EPE delta 4e-8, px deltas 0
+#   OpenVINO f32        max |diff| 2.9e-5; EPE delta 4e-8, px deltas 0
+#   OpenVINO bf16 (AMX) max |diff| 0.153;  EPE delta 0.007, px deltas <= 0.11 points
+# Declared with a 4-7x margin; fp16 (Ascend ATC) has 3 more mantissa bits than bf16, so it
+# sits between fp32 and bf16.
+ELEMENTWISE = {
+    "fp32": Elementwise(rtol=1e-4, atol=2e-4),
+    "fp16": Elementwise(rtol=3e-2, atol=0.3),
+    "bf16": Elementwise(rtol=5e-2, atol=0.6),
+}
+EPE_TOLERANCE = {"fp32": 1e-4, "fp16": 0.02, "bf16": 0.03}  # px
+PX_TOLERANCE = {"fp32": 0.01, "fp16": 0.3, "bf16": 0.5}  # percentage points
+
+SPEC = ModelSpec(
+    name="flownet2",
+    task="optical flow",
+    seed="001_75cf22664f8ec91a.txt",
+    upstream="NVIDIA/flownet2-pytorch@2e9e010c98931bc7cef3eb063b195f1e0ab470ba",
+    checkpoint=Checkpoint(
+        filename="FlowNet2_checkpoint.pth.tar",  # {'epoch', 'state_dict', 'best_EPE'}
+        nesting="state_dict",
+        strip_prefix=None,
+        keys=220,
+        parameters=162_518_834,
+    ),
+    profiles={
+        "smoke": Profile(
+            inputs={"x1": (3, 64, 128), "x2": (3, 64, 128)},
+            outputs={"flow": (2, 64, 128)},
+            batch_sizes=(1, 2),
+            generated_samples=2,
+            # generated frames are shorter than the input and padded at the bottom like
+            # Sintel's 436 rows; real 436x1024 frames are cropped to the input here only
+            protocol={"generated_size": (56, 128), "oversize": "crop"},
+        ),
+        "full": Profile(
+            inputs={"x1": (3, 448, 1024), "x2": (3, 448, 1024)},
+            outputs={"flow": (2, 448, 1024)},
+            batch_sizes=(1, 4, 8),
+            generated_samples=4,
+            protocol={"generated_size": (436, 1024)},
+        ),
+    },
+    metrics=(
+        Metric("epe_clean", higher_is_better=False, published=2.15, published_band=0.1,
+               tolerance=EPE_TOLERANCE, unit="px"),
+        Metric("px1_clean", higher_is_better=True, tolerance=PX_TOLERANCE, unit="%"),
+        Metric("px3_clean", higher_is_better=True, tolerance=PX_TOLERANCE, unit="%"),
+        Metric("px5_clean", higher_is_better=True, tolerance=PX_TOLERANCE, unit="%"),
+    ),
+    elementwise=ELEMENTWISE,
+    # Ascend310P3 FPS from the seed's table; batch 8 ran out of device memory
+    reference_fps={"Ascend310P3": {1: 14.36, 4: 6.10, 8: OOM}},
+    dataset_dir="MPI-Sintel",
+    dataset_layout=SINTEL_LAYOUT,
+    build_network=network.build,
+    open_dataset=data.open_dataset,
+    generate_dataset=data.generate,
+    new_scorer=data.new_scorer,
+    opset=11,
+    protocol={
+        "passes": PASSES,
+        "rgb_max": 255.0,
+        "oversize": "error",  # full profile: a frame larger than 448x1024 is not Sintel
+        "generated_seed": 0,
+    },
+    # the seed's atc command also passes --log=debug; the harness logs at 'error' instead
+    atc_input_format="NCHW",
+    identify_foreign=network.identify_foreign,
+)
