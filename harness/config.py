@@ -9,7 +9,7 @@ PROFILES = ("smoke", "full")
 
 @dataclass(frozen=True)
 class RunConfig:
-    backend: str = "onnxruntime"
+    backends: tuple[str, ...] = ("onnxruntime",)  # each deployed runtime is judged on its own
     precision: str = "fp32"  # 'fp32' or 'default' (the runtime's own choice, e.g. bf16 / fp16)
     soc: str | None = None
     devices: tuple[int, ...] = (0,)

@@ -120,13 +120,24 @@ def save_outputs(root: Path, spec: ModelSpec, where: str, sample_id: str, output
 
 
 class Pipeline:
-    def __init__(self, config: RunConfig):
+    """The stages for one deployed backend. Pipelines made with ``for_backend`` share the
+    backend-independent stages (weights, reference network, ONNX) with this one."""
+
+    def __init__(self, config: RunConfig, backend: str | None = None):
         self.config = config
+        self.backend_name = backend or config.backends[0]
         self._weights: dict[str, checkpoint.Weights] = {}
         self._networks: dict[str, torch.nn.Module] = {}
         self._onnx: dict[tuple[str, str], Path] = {}
         self._artifacts: dict[tuple[str, int], Path] = {}
         self._evaluations: dict[tuple[str, int], Evaluation] = {}
+
+    def for_backend(self, backend: str) -> "Pipeline":
+        if backend == self.backend_name:
+            return self
+        sibling = Pipeline(self.config, backend)
+        sibling._weights, sibling._networks, sibling._onnx = self._weights, self._networks, self._onnx
+        return sibling
 
     # -- configuration ---------------------------------------------------------------------
     def batch_sizes(self, spec: ModelSpec) -> tuple[int, ...]:
@@ -134,8 +145,8 @@ class Pipeline:
 
     @cached_property
     def backend(self) -> Backend:
-        cls = backend_class(self.config.backend)
-        kwargs = {"soc": self.config.soc} if self.config.backend == "ascend" else {}
+        cls = backend_class(self.backend_name)
+        kwargs = {"soc": self.config.soc} if self.backend_name == "ascend" else {}
         return cls(precision=self.config.precision, device=self.config.device, **kwargs)
 
     def tolerance_precision(self) -> str:

@@ -99,7 +99,7 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
     env = results.get("environment", {})
     cfg = results.get("config", {})
     lines = [f"# Run {results['run_id']}", ""]
-    lines.append(f"- backend **{cfg.get('backend')}** (precision requested {cfg.get('precision')}), "
+    lines.append(f"- backends **{', '.join(cfg.get('backends') or [])}** (precision requested {cfg.get('precision')}), "
                  f"profile **{cfg.get('profile')}**, soc {cfg.get('soc') or 'none (perf recorded, not gated)'}")
     lines.append(f"- machine: {env.get('cpu')} ({env.get('cores')} cores), python {env.get('python')}, "
                  f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, openvino {env.get('openvino')}; "
@@ -115,10 +115,11 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
     for r in results["records"]:
         by_model.setdefault(r["model"], []).append(r)
     lines += ["## Verdicts at a glance", "",
-              "| model | weights | data | deployed vs PyTorch | element-wise | published | FPS (bs: measured / reference) |",
-              "|---|---|---|---|---|---|---|"]
+              "| model | backend | weights | data | deployed vs PyTorch | element-wise | published | FPS (bs: measured / reference) |",
+              "|---|---|---|---|---|---|---|---|"]
     for model, rows in by_model.items():
-        lines.append("| " + " | ".join(_glance(model, rows)) + " |")
+        for backend in sorted({r["backend"] for r in rows}):
+            lines.append("| " + " | ".join(_glance(model, backend, [r for r in rows if r["backend"] == backend])) + " |")
     lines.append("")
     for model, rows in by_model.items():
         lines += [f"## {model}", ""]
@@ -137,27 +138,27 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
         if reasons:
             lines.append(f"- published figures do not apply: {'; '.join(reasons)}")
         if acc_rows:
-            lines += ["", "| bs | precision | metric | PyTorch | deployed | delta | tolerance | verdict | published | published verdict |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+            lines += ["", "| backend | bs | precision | metric | PyTorch | deployed | delta | tolerance | verdict | published | published verdict |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in acc_rows:
                 for name, m in r["accuracy"].items():
                     why = f" ({m.get('published_reason')})" if m.get("published_verdict") in ("pass", "fail") else ""
-                    lines.append(f"| {r['batch_size']} | {r['precision']} | {name} | {_fmt(m.get('torch'))} | "
+                    lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {name} | {_fmt(m.get('torch'))} | "
                                  f"{_fmt(m.get('deployed'))} | {_fmt(m.get('delta'), 3)} | {_fmt(m.get('tolerance'))} | "
                                  f"{_mark(m.get('verdict'))} | {_fmt(m.get('published'))} | "
                                  f"{_mark(m.get('published_verdict'))}{why} |")
         perf_rows = [r for r in rows if r.get("perf")]
         if perf_rows:
-            lines += ["", "| bs | precision | FPS (median) | p50 / p90 / p99 ms | compute-only FPS | reference FPS | ratio | GFLOP/s | of peak | rounds | audit |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines += ["", "| backend | bs | precision | FPS (median) | p50 / p90 / p99 ms | compute-only FPS | reference FPS | ratio | GFLOP/s | of peak | rounds | audit |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in perf_rows:
                 p = r["perf"]
                 if p.get("status") == "oom":
-                    lines.append(f"| {r['batch_size']} | {r['precision']} | out of memory: {p.get('reason', '')} | | | "
+                    lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | out of memory: {p.get('reason', '')} | | | "
                                  f"{_fmt(p.get('reference_fps'))} | | | | | |")
                     continue
                 lines.append(
-                    f"| {r['batch_size']} | {r['precision']} | {_fmt(p.get('fps'))} | "
+                    f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {_fmt(p.get('fps'))} | "
                     f"{_fmt(p.get('p50_ms'))} / {_fmt(p.get('p90_ms'))} / {_fmt(p.get('p99_ms'))} | "
                     f"{_fmt(p.get('compute_fps'))} | {_fmt(p.get('reference_fps'))} | {_fmt(p.get('ratio'), 3)} | "
                     f"{_fmt(p.get('gflops_per_s'))} | {_fmt(p.get('fraction_of_peak'), 2)} | "
@@ -177,7 +178,7 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _glance(model: str, rows: list[dict]) -> list[str]:
+def _glance(model: str, backend: str, rows: list[dict]) -> list[str]:
     def verdicts(key: str) -> str:
         values = [m.get(key) for r in rows for m in (r.get("accuracy") or {}).values() if m.get(key)]
         if not values:
@@ -200,7 +201,8 @@ def _glance(model: str, rows: list[dict]) -> list[str]:
         fps.append(f"{r['batch_size']}: {measured} / {_fmt(p.get('reference_fps'), 4)}")
     w = rows[0].get("weights", {})
     d = rows[0].get("data") or {}
-    return [model, w.get("source", "—"), "generated" if d.get("generated") else ("real" if d else "—"),
+    precisions = ",".join(sorted({r["precision"] for r in rows}))
+    return [model, f"{backend} ({precisions})", w.get("source", "—"), "generated" if d.get("generated") else ("real" if d else "—"),
             verdicts("verdict"), elementwise, published, "; ".join(fps) or "—"]
 
 

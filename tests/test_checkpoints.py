@@ -75,3 +75,18 @@ def test_mismatched_keys_are_listed(model, seeded_networks, tmp_path):
         checkpoint.build_network(model, "smoke", checkpoint.load_checkpoint(model, path))
     message = str(err.value)
     assert str(path) in message and dropped in message and "head.not_upstream.weight" in message
+
+
+def test_sha256_prefix_marks_a_different_file_as_unpublished(model, seeded_networks, tmp_path):
+    """A file under the published name whose sha256 does not start with the prefix in that name
+    still runs, and the published gate says why it does not apply."""
+    if not model.checkpoint.sha256_prefix:
+        pytest.skip(f"{model.checkpoint.filename} carries no sha256 prefix")
+    from harness import verdicts
+
+    path = _upstream_file(model, _seeded(model, seeded_networks).state_dict(), tmp_path / model.checkpoint.filename)
+    weights = checkpoint.load_checkpoint(model, path)
+    assert weights.provenance["sha256_matches_name"] is False and not weights.published_file
+    checkpoint.build_network(model, "smoke", weights)  # still usable
+    reason = verdicts.published_not_applicable(model, weights, {"complete": True}, "full")
+    assert reason and "not the published file" in reason

@@ -17,9 +17,9 @@ def _expected_contract(model, profile: str) -> dict:
     }
 
 
-def test_onnx_io_contract(model, pipeline, onnx_model):
+def test_onnx_io_contract(model, reference_pipeline, onnx_model):
     """Names, dtypes and shapes as the profile declares them; the batch axis is dynamic."""
-    assert export.io_contract(onnx_model) == _expected_contract(model, pipeline.config.profile)
+    assert export.io_contract(onnx_model) == _expected_contract(model, reference_pipeline.config.profile)
 
 
 def test_onnx_has_only_standard_ops(model, onnx_model):

@@ -1,0 +1,4 @@
+from harness.registry import register
+from models.slowfast.spec import SPEC
+
+register(SPEC)
