@@ -118,6 +118,9 @@ class ModelSpec:
     elementwise: Mapping[str, Elementwise]  # per precision
     reference_fps: Mapping[str, Mapping[int, float | str]]  # soc -> bs -> fps or OOM
     dataset_dir: str  # subfolder of --data-root holding this model's dataset
+    # items (videos, pairs, triplets) of the evaluation set the published figure was measured on;
+    # an index listing fewer (a subset list, a few test files) is not the full dataset
+    published_items: int | None
     dataset_layout: str  # the expected tree, shown in errors and the README
     build_network: Callable[..., Any]
     open_dataset: Callable[..., Dataset]

@@ -29,6 +29,9 @@ def published_not_applicable(spec: ModelSpec, weights: Weights, data: dict, prof
         reasons.append(f"checkpoint sha256 does not start with {spec.checkpoint.sha256_prefix}: not the published file")
     if data.get("generated"):
         reasons.append("generated data (no --data-root)")
+    elif spec.published_items and data.get("listed", 0) < spec.published_items:
+        reasons.append(f"the dataset's index lists {data.get('listed')} of the {spec.published_items} items "
+                       "the published figure was measured on")
     elif not data.get("complete"):
         reasons.append(f"incomplete dataset ({data.get('read')}/{data.get('listed')} items read, "
                        f"{data.get('missing')} missing, {len(data.get('failed') or {})} failed, limit {data.get('limit')})")

@@ -77,16 +77,20 @@ def test_mismatched_keys_are_listed(model, seeded_networks, tmp_path):
     assert str(path) in message and dropped in message and "head.not_upstream.weight" in message
 
 
-def test_sha256_prefix_marks_a_different_file_as_unpublished(model, seeded_networks, tmp_path):
-    """A file under the published name whose sha256 does not start with the prefix in that name
-    still runs, and the published gate says why it does not apply."""
-    if not model.checkpoint.sha256_prefix:
-        pytest.skip(f"{model.checkpoint.filename} carries no sha256 prefix")
+def test_sha256_prefix_in_the_name_decides_the_published_gate(model, seeded_networks, tmp_path):
+    """Where the published file name carries its sha256 prefix, a different file under that name
+    still runs but the published gate says why it does not apply; without a prefix, any file
+    with the right keys counts as the published checkpoint."""
     from harness import verdicts
 
     path = _upstream_file(model, _seeded(model, seeded_networks).state_dict(), tmp_path / model.checkpoint.filename)
     weights = checkpoint.load_checkpoint(model, path)
-    assert weights.provenance["sha256_matches_name"] is False and not weights.published_file
-    checkpoint.build_network(model, "smoke", weights)  # still usable
-    reason = verdicts.published_not_applicable(model, weights, {"complete": True}, "full")
-    assert reason and "not the published file" in reason
+    checkpoint.build_network(model, "smoke", weights)  # usable either way
+    whole = {"complete": True, "listed": model.published_items}
+    reason = verdicts.published_not_applicable(model, weights, whole, "full")
+    if model.checkpoint.sha256_prefix:
+        assert weights.provenance["sha256_matches_name"] is False and not weights.published_file
+        assert reason and "not the published file" in reason
+    else:
+        assert "sha256_matches_name" not in weights.provenance and weights.published_file
+        assert reason is None

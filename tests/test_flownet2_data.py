@@ -49,8 +49,8 @@ def test_reader_on_generated_data(tmp_path):
     SPEC.generate_dataset(tmp_path, profile, protocol)
     dataset = SPEC.open_dataset(tmp_path, profile, protocol, None, True)
     samples = list(dataset)
-    assert [s.id for s in samples] == ["clean/gen_00/frame_0001", "clean/gen_00/frame_0002"]
-    assert dataset.summary["read"] == 2 and not dataset.complete  # generated is never complete
+    assert [s.id for s in samples] == [f"{p}/gen_00/frame_000{i}" for p in ("clean", "final") for i in (1, 2)]
+    assert dataset.summary["read"] == 4 and not dataset.complete  # generated is never complete
     for s in samples:
         assert set(s.inputs) == set(profile.inputs)
         assert s.inputs["x1"].shape == (3, 64, 128) and s.inputs["x1"].dtype == np.float32
@@ -92,7 +92,7 @@ def test_reader_on_real_sintel_full_profile():
 def test_reader_on_real_sintel_smoke_profile_crops():
     profile, protocol = profile_and_protocol("smoke")
     samples = list(SPEC.open_dataset(SINTEL, profile, protocol, None, False))
-    assert [s.id for s in samples] == ["clean/alley_1/frame_0001", "clean/alley_1/frame_0002"]
+    assert [s.id for s in samples] == [f"{p}/alley_1/frame_000{i}" for p in ("clean", "final") for i in (1, 2)]
     assert all(s.target.shape == (64, 128, 2) for s in samples)
 
 

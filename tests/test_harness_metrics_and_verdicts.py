@@ -59,7 +59,10 @@ def test_published_not_applicable_names_what_is_missing(monkeypatch):
     real = Weights({}, {"source": "checkpoint", "sha256": "ab"})
     partial = {"generated": False, "complete": False, "read": 1, "listed": 3783, "missing": 3782, "failed": {}}
     assert "1/3783" in verdicts.published_not_applicable(spec, real, partial, "full")
-    assert verdicts.published_not_applicable(spec, real, {"complete": True}, "full") is None
+    whole = {"complete": True, "listed": spec.published_items}
+    assert verdicts.published_not_applicable(spec, real, whole, "full") is None
+    subset = {"complete": True, "listed": 1}  # an index that lists one video is complete, not whole
+    assert "1 of the" in verdicts.published_not_applicable(spec, real, subset, "full")
 
 
 def test_gate_fps_and_metric_findings():

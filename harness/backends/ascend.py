@@ -12,7 +12,6 @@ operators run in fp32 -- the closest to fp32 the 310P offers, so it is reported 
 """
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendUnavailable, Session
+from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
 
 SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
 AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels from gitee ascend/tools "
@@ -30,18 +29,6 @@ DEFAULT_SOC = "Ascend310P3"  # the seeds' SoC
 # compile() writes spec.atc_keep_fp32 here, in ATC's temporary working directory: ATC reads it
 # only while converting, and the cache moves just the .om (the lines are part of its cache key)
 KEEP_DTYPE_CFG = "keep_dtype.cfg"
-
-# Messages ATC, ACL and aclruntime give when host or device memory runs out (ACL error 207001 is
-# ACL_ERROR_RT_MEMORY_ALLOCATION); the harness records these as the seed's OOM table cells.
-_OOM = re.compile(
-    r"out of memory|bad_alloc|memory (is )?not enough|not enough memory|insufficient memory"
-    r"|(malloc|alloc\w*) (device )?memory fail|aclrtMalloc\w* fail|rtMalloc\w* fail|\b207001\b",
-    re.IGNORECASE)
-
-
-def looks_like_oom(message: str) -> bool:
-    return bool(_OOM.search(message))
-
 
 def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence[int]], soc: str,
                 output_stem: str | Path, precision: str = "default",

@@ -11,7 +11,23 @@ from typing import Mapping
 
 import numpy as np
 
+import re
+
 PRECISIONS = ("fp32", "default")  # what a user may ask for; 'default' = the runtime's own choice
+
+
+# Messages runtimes give when host or device memory runs out: ONNX Runtime ("Failed to allocate
+# memory"), OpenVINO and C++ (bad_alloc), ATC/ACL/aclruntime (ACL error 207001 is
+# ACL_ERROR_RT_MEMORY_ALLOCATION). Sessions turn them into MemoryError, which the harness records
+# as an out-of-memory row (expected where the seed's table says so).
+_OOM = re.compile(
+    r"out of memory|bad_alloc|failed to allocate|memory (is )?not enough|not enough memory|insufficient memory"
+    r"|(malloc|alloc\w*) (device )?memory fail|aclrtMalloc\w* fail|rtMalloc\w* fail|\b207001\b",
+    re.IGNORECASE)
+
+
+def looks_like_oom(message: str) -> bool:
+    return bool(_OOM.search(message))
 
 
 class BackendUnavailable(RuntimeError):

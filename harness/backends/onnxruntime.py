@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendUnavailable, Session
+from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
 
 
 class _OrtSession(Session):
@@ -15,7 +15,12 @@ class _OrtSession(Session):
         self._outputs = [o.name for o in session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._outputs, self._session.run(self._outputs, dict(feeds))))
+        try:
+            return dict(zip(self._outputs, self._session.run(self._outputs, dict(feeds))))
+        except Exception as error:  # onnxruntime raises its own exception types, not MemoryError
+            if looks_like_oom(str(error)):
+                raise MemoryError(f"onnxruntime: {error}") from error
+            raise
 
 
 class OnnxRuntimeBackend(Backend):

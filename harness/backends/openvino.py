@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendUnavailable, Session
+from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
 
 IR_XML = "model.xml"
 
@@ -36,8 +36,13 @@ class _OpenVinoSession(Session):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # share_outputs=False: the next run reuses the request's buffers
-        result = self._request.infer({name: feeds[name] for name in self._inputs},
-                                     share_outputs=False)
+        try:
+            result = self._request.infer({name: feeds[name] for name in self._inputs},
+                                         share_outputs=False)
+        except RuntimeError as error:
+            if looks_like_oom(str(error)):
+                raise MemoryError(f"openvino: {error}") from error
+            raise
         return {name: np.asarray(result[port]) for name, port in self._outputs}
 
     def close(self) -> None:

@@ -78,6 +78,7 @@ SPEC = ModelSpec(
         "T4": {1: 73.237, 4: 212.0519, 8: 238.6378, 16: 393.2701, 32: 402.7771, 64: 406.6693},
     },
     dataset_dir="UCF101",
+    published_items=3783,  # UCF101 split-1 validation videos in ucf101_01.json
     dataset_layout=data.LAYOUT,
     build_network=network.build,
     open_dataset=data.open_dataset,

@@ -69,6 +69,7 @@ SPEC = ModelSpec(
         "Ascend310P3": {1: 60.14, 4: 72.71, 8: 72.77, 16: 77.44, 32: 71.47, 64: 67.77},
     },
     dataset_dir=data.DATASET_DIR,
+    published_items=379,  # triplets of the QVI/FLAVR UCF101 test set
     dataset_layout=data.LAYOUT,
     build_network=network.build,
     open_dataset=data.open_dataset,

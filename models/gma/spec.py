@@ -87,6 +87,7 @@ SPEC = ModelSpec(
     # Ascend310P3 FPS from the seed's table; batch 16 ran out of device memory
     reference_fps={"Ascend310P3": {1: 0.766, 4: 0.772, 8: 0.678, 16: OOM}},
     dataset_dir="MPI-Sintel",
+    published_items=2082,  # MPI-Sintel training: 1041 pairs in each of the clean and final passes
     dataset_layout=SINTEL_LAYOUT,
     build_network=network.build,
     open_dataset=data.open_dataset,

@@ -100,6 +100,7 @@ SPEC = ModelSpec(
         "Ascend310P3": {1: 146.4, 4: 131.1, 8: 128.1, 16: 128.8, 32: 129.0, 64: 129.5},
     },
     dataset_dir="kinetics400",
+    published_items=19796,  # Kinetics-400 validation videos in mmaction2's kinetics400_val_list_videos.txt
     dataset_layout=data.LAYOUT,
     build_network=network.build,
     open_dataset=data.open_dataset,
