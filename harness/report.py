@@ -192,8 +192,9 @@ def _glance(model: str, backend: str, rows: list[dict]) -> list[str]:
     reasons = {m.get("published_reason") for r in rows for m in (r.get("accuracy") or {}).values()
                if m.get("published_verdict") == "n/a"}
     published = verdicts("published_verdict")
-    if published == "n/a" and reasons:
-        published = "n/a: " + "; ".join(sorted(r for r in reasons if r))
+    if published == "n/a" and reasons:  # the short form; the model's section has the full reasons
+        short = {part.split(" (")[0] for reason in reasons if reason for part in reason.split("; ")}
+        published = "n/a: " + ", ".join(sorted(short))
     fps = []
     for r in sorted((r for r in rows if r.get("perf")), key=lambda r: r["batch_size"]):
         p = r["perf"]

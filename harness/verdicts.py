@@ -20,14 +20,19 @@ def judge_delta(metric: Metric, torch_value: float, deployed_value: float, preci
             "verdict": verdict, "reference": f"PyTorch on the same samples, tolerance for {precision}"}
 
 
-def published_not_applicable(spec: ModelSpec, weights: Weights, data: dict, profile: str) -> str | None:
-    """Why the published figure does not apply to this run, or None when it does."""
+def published_not_applicable(spec: ModelSpec, weights: Weights, data: dict | None, profile: str) -> str | None:
+    """Why the published figure does not apply to this run, or None when it does.
+
+    ``data`` is the dataset summary, or None before any data was read (then only the weights
+    and the profile are judged)."""
     reasons = []
     if weights.seeded:
         reasons.append(f"seeded weights (no {spec.checkpoint.filename} in --weights-dir)")
     elif not weights.published_file:
         reasons.append(f"checkpoint sha256 does not start with {spec.checkpoint.sha256_prefix}: not the published file")
-    if data.get("generated"):
+    if data is None:
+        pass
+    elif data.get("generated"):
         reasons.append("generated data (no --data-root)")
     elif spec.published_items and data.get("listed", 0) < spec.published_items:
         reasons.append(f"the dataset's index lists {data.get('listed')} of the {spec.published_items} items "
