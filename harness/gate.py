@@ -1,7 +1,15 @@
-"""The nightly regression gate: this run's rows against a baseline run's results.json."""
+"""The nightly regression gate: this run's rows against a baseline run's results.json.
+
+In a run, ``--baseline`` makes each accuracy and perf test compare its own row. Standalone, it
+compares two finished runs without rerunning anything:
+
+    python -m harness.gate reports/latest/results.json --baseline reports/<old>/results.json
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +54,66 @@ def compare_metric(key: tuple, name: str, current: float, baseline: float, toler
     return None, None
 
 
+def gate_fps(perf: dict) -> float | None:
+    """The FPS the gate compares: from the fastest round where recorded (steadiest under noise)."""
+    return perf.get("best_fps") or perf.get("fps")
+
+
 def compare_fps(key: tuple, current: float, baseline: float, fraction: float
                 ) -> tuple[Finding | None, Finding | None]:
-    finding = Finding(row_name(key), "fps", current, baseline, f"allowed drop {fraction:.0%}")
+    finding = Finding(row_name(key), "fps (best round)", current, baseline, f"allowed drop {fraction:.0%}")
     if current < baseline * (1 - fraction):
         return finding, None
     if current > baseline * (1 + fraction):
         return None, finding
     return None, None
+
+
+def compare_runs(current: dict[tuple, dict], baseline: dict[tuple, dict], fps_fraction: float
+                 ) -> tuple[list[Finding], list[Finding]]:
+    """Every row present in both runs: its accuracy metrics and its FPS."""
+    regressions: list[Finding] = []
+    improvements: list[Finding] = []
+    for key in sorted(set(current) & set(baseline)):
+        now, then = current[key], baseline[key]
+        for name, row in (now.get("accuracy") or {}).items():
+            old = (then.get("accuracy") or {}).get(name)
+            if not old or row.get("verdict") == "n/a":
+                continue
+            worse, better = compare_metric(key, name, row["deployed"], old["deployed"], row["tolerance"],
+                                           row.get("higher_is_better", True))
+            regressions += [worse] if worse else []
+            improvements += [better] if better else []
+        now_fps, then_fps = gate_fps(now.get("perf") or {}), gate_fps(then.get("perf") or {})
+        if now_fps and then_fps:
+            worse, better = compare_fps(key, now_fps, then_fps, fps_fraction)
+            regressions += [worse] if worse else []
+            improvements += [better] if better else []
+    return regressions, improvements
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="this run's results.json")
+    parser.add_argument("--baseline", type=Path, required=True, help="an earlier run's results.json")
+    parser.add_argument("--fps-regression", type=float, default=0.10, help="allowed FPS drop (fraction)")
+    args = parser.parse_args(argv)
+    try:
+        current, baseline = load_baseline(args.results), load_baseline(args.baseline)
+    except ValueError as err:
+        parser.error(str(err))
+    regressions, improvements = compare_runs(current, baseline, args.fps_regression)
+    compared = len(set(current) & set(baseline))
+    for finding in regressions:
+        print(f"REGRESSION {finding}")
+    for finding in improvements:
+        print(f"improvement (reference needs a look) {finding}")
+    print(f"{compared} rows compared: {len(regressions)} regression(s), {len(improvements)} improvement(s)")
+    if not compared:
+        print("no row of this run is in the baseline: nothing was gated", file=sys.stderr)
+        return 2
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -218,8 +218,12 @@ def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: st
     models = sorted({r["model"] for r in records})
     perf_models = [m for m in models if any(r.get("perf", {}).get("fps") for r in records if r["model"] == m)]
     if perf_models:
-        fig, axes = plt.subplots(1, len(perf_models), figsize=(4.2 * len(perf_models), 3.6), squeeze=False)
-        for ax, model in zip(axes[0], perf_models):
+        cols = min(3, len(perf_models))
+        rows = -(-len(perf_models) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
+        for ax in axes.flat[len(perf_models):]:
+            ax.set_visible(False)
+        for ax, model in zip(axes.flat, perf_models):
             for (backend, precision) in sorted({(r["backend"], r["precision"]) for r in records if r["model"] == model}):
                 pts = sorted((r["batch_size"], r["perf"]["fps"]) for r in records
                              if r["model"] == model and r["backend"] == backend and r["precision"] == precision
@@ -233,7 +237,8 @@ def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: st
                     ax.plot(*zip(*pts), style, alpha=0.8, label=f"{table_soc} (seed reference)")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_title(model)
+            profiles = sorted({r.get("profile", "?") for r in records if r["model"] == model})
+            ax.set_title(f"{model} (measured at {'/'.join(profiles)} shapes)", fontsize=9)
             ax.set_xlabel("batch size")
             ax.set_ylabel("samples / s")
             ax.grid(True, which="both", alpha=0.3)

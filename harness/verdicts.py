@@ -17,7 +17,7 @@ def judge_delta(metric: Metric, torch_value: float, deployed_value: float, preci
     else:
         verdict = "pass" if abs(delta) <= tolerance else "fail"
     return {"torch": torch_value, "deployed": deployed_value, "delta": delta, "tolerance": tolerance,
-            "verdict": verdict, "reference": f"PyTorch on the same samples, tolerance for {precision}"}
+            "verdict": verdict, "higher_is_better": metric.higher_is_better, "unit": metric.unit, "reference": f"PyTorch on the same samples, tolerance for {precision}"}
 
 
 def published_not_applicable(spec: ModelSpec, weights: Weights, data: dict | None, profile: str) -> str | None:

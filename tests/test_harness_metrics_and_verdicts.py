@@ -75,3 +75,25 @@ def test_gate_fps_and_metric_findings():
     assert worse is not None
     assert gate.compare_metric(key, "top1", 80.0, 80.05, 0.1, True) == (None, None)
     assert math.isfinite(worse.current)
+
+
+def _results(tmp_path, name, fps_scale=1.0, top1=80.0):
+    records = [{"model": "m", "backend": "onnxruntime", "precision": "fp32", "batch_size": bs,
+                "accuracy": {"top1": {"deployed": top1, "tolerance": 0.1, "verdict": "pass", "higher_is_better": True}},
+                "perf": {"fps": 100.0 * bs * fps_scale, "best_fps": 110.0 * bs * fps_scale}}
+               for bs in (1, 4)]
+    path = tmp_path / f"{name}.json"
+    path.write_text(__import__("json").dumps({"run_id": name, "records": records}))
+    return path
+
+
+def test_gate_command_fails_on_a_faster_baseline_and_passes_on_itself(tmp_path, capsys):
+    run = _results(tmp_path, "run")
+    assert gate.main([str(run), "--baseline", str(run)]) == 0
+    faster = _results(tmp_path, "faster", fps_scale=1.2)
+    assert gate.main([str(run), "--baseline", str(faster)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION m/onnxruntime/fp32/bs1 fps" in out and "REGRESSION m/onnxruntime/fp32/bs4 fps" in out
+    better_accuracy = _results(tmp_path, "better", top1=81.0)
+    assert gate.main([str(run), "--baseline", str(better_accuracy)]) == 1
+    assert "top1" in capsys.readouterr().out

@@ -99,9 +99,9 @@ def test_inference_fps(model, batch_size, pipeline, benchmark, record, peak_gflo
                                  "profile": run.profile, **{k: v for k, v in perf.items() if k != "timer"}})
     regressions, improvements = [], []
     key = (model.name, pipeline.backend.name, pipeline.backend.precision, batch_size)
-    base_fps = baseline.get(key, {}).get("perf", {}).get("fps")
+    base_fps = gate.gate_fps(baseline.get(key, {}).get("perf", {}))
     if base_fps:
-        worse, better = gate.compare_fps(key, perf["fps"], base_fps, run.fps_regression)
+        worse, better = gate.compare_fps(key, gate.gate_fps(perf), base_fps, run.fps_regression)
         regressions += [str(worse)] if worse else []
         improvements += [str(better)] if better else []
     record(perf=perf, weights=pipeline.weights(model).provenance,
