@@ -1,13 +1,11 @@
-"""The suite's pytest entry: loads the fixture plugins, one per pipeline stage.
+"""The suite's pytest entry: loads the fixture plugins (options, pipeline stages, report).
 
 Options and the parametrization over the model registry live in fixtures/options.py.
 """
 pytest_plugins = [
     "fixtures.options",
-    "fixtures.weights",
+    "fixtures.pipeline",
     "fixtures.export",
-    "fixtures.compile",
-    "fixtures.data",
     "fixtures.outputs",
     "fixtures.report",
 ]

@@ -253,6 +253,10 @@ class Pipeline:
                 session.close()
         return self._evaluations[key]
 
+    def evaluated(self, spec: ModelSpec, batch_size: int) -> Evaluation | None:
+        """The evaluation of this model and batch size if this process already ran it."""
+        return self._evaluations.get((spec.name, batch_size))
+
     def _evaluate(self, spec: ModelSpec, batch_size: int, session: Session) -> Evaluation:
         profile = spec.profile(self.config.profile)
         protocol = spec.protocol_for(self.config.profile)

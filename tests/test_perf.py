@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness import flops, gate, timing
-from harness.pipeline import batches
+from harness.pipeline import ElementwiseStats, batches, torch_forward
 from harness.spec import OOM
 
 pytestmark = pytest.mark.perf
@@ -35,7 +35,7 @@ def _first_batch(pipeline, model, batch_size):
 
 def _audit(pipeline, model, batch_size, feeds, outputs) -> str:
     """MLPerf TEST01-style: timed outputs must equal the accuracy run's for the same inputs."""
-    evaluation = pipeline._evaluations.get((model.name, batch_size))
+    evaluation = pipeline.evaluated(model, batch_size)
     if evaluation is not None and evaluation.first_batch is not None:
         ref_feeds, ref_outputs = evaluation.first_batch
         if all(np.array_equal(ref_feeds[n], feeds[n]) for n in feeds):
@@ -43,8 +43,6 @@ def _audit(pipeline, model, batch_size, feeds, outputs) -> str:
                 assert np.allclose(outputs[name], ref, rtol=1e-5, atol=1e-6), (
                     f"{model.name} bs{batch_size}: timed output {name} differs from the accuracy run's")
             return "equal to the accuracy run's outputs"
-    from harness.pipeline import ElementwiseStats, torch_forward
-
     stats = ElementwiseStats(model.elementwise[pipeline.backend.precision])
     reference = torch_forward(pipeline.network(model), feeds, model.output_names)
     stats.add("timed batch", reference, outputs)

@@ -44,7 +44,8 @@ def identify_foreign(keys: Sequence[str]) -> str | None:
 
 # Deployed vs PyTorch on the softmax output, measured on 3 generated videos, demo.mp4 and
 # random clips with weights built by upstream's own code (random BN statistics, logits over
-# about +-4; seeded default-init weights give near-uniform outputs with 100x smaller errors):
+# about +-4; the seeded weights (default init, classifier x100, see network.py) give log-probability
+# spreads near 1.5):
 #   fp32 (ONNX Runtime, OpenVINO f32):  max |d| 1.3e-7, max |d|/|ref| 3.9e-6 (full), 3.4e-6 (smoke)
 #   fp16 (OpenVINO f16 hint; torch autocast fp16 agrees):  max |d| 1.1e-4, max rel 7.0e-3 (full)
 #   bf16 (OpenVINO default on AMX):  max |d| 9.0e-4, max rel 2.1e-2 (full), 1.9e-2 (smoke)

@@ -1,0 +1,59 @@
+"""Command-line options: defaults, usage errors that say what is wrong, device pinning."""
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from fixtures.options import resolve_options
+
+
+def options(**overrides):
+    defaults = dict(backend=None, precision=None, soc=None, devices="0", profile="smoke", weights_dir=None,
+                    data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
+                    report_dir="reports", save_outputs=None, baseline=None, fps_regression=0.10,
+                    perf_seconds=2.0)
+    return SimpleNamespace(**{**defaults, **overrides})
+
+
+def test_defaults_run_onnxruntime_fp32_smoke_on_every_model():
+    run = resolve_options(options())
+    assert run.backends == ("onnxruntime",) and run.precision == "fp32" and run.profile == "smoke"
+    assert run.models is None and run.batch_sizes is None and run.devices == (0,)
+
+
+def test_lists_are_parsed():
+    run = resolve_options(options(backend="onnxruntime,openvino", batch_sizes="1,4", models="flavr,gma"))
+    assert run.backends == ("onnxruntime", "openvino") and run.batch_sizes == (1, 4)
+    assert run.models == ("flavr", "gma")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_sizes": "1,x"}, "--batch-sizes '1,x': expected comma-separated integers"),
+    ({"batch_sizes": "0"}, "batch sizes must be >= 1"),
+    ({"models": "flavr,nope"}, "--models: unknown nope; registered: "),
+    ({"backend": "tpu"}, "unknown tpu; choose from"),
+    ({"backend": "ascend"}, "--backend ascend needs --soc NAME"),
+    ({"limit": 0}, "--limit must be >= 1"),
+    ({"data_root": "/nonexistent/data"}, "--data-root /nonexistent/data: not a directory"),
+    ({"baseline": "/nonexistent/results.json"}, "no such file"),
+    ({"fps_regression": 1.5}, "fraction between 0 and 1"),
+])
+def test_usage_errors_say_what_is_wrong(overrides, message):
+    with pytest.raises(pytest.UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("'", ".")):
+        resolve_options(options(**overrides))
+
+
+@pytest.mark.skipif(shutil.which("atc") is not None, reason="the Ascend toolkit is installed here")
+def test_soc_without_toolkit_stops_naming_what_to_install():
+    with pytest.raises(pytest.UsageError) as err:
+        resolve_options(options(soc="Ascend310P3"))
+    assert "set_env.sh" in str(err.value) and "ais_bench" in str(err.value)
+
+
+def test_each_xdist_worker_is_pinned_to_one_device(monkeypatch):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    assert resolve_options(options(devices="0,1")).devices == (1,)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
+    assert resolve_options(options(devices="0,1")).devices == (0,)
