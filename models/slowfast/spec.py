@@ -49,11 +49,12 @@ def identify_foreign(keys: Sequence[str]) -> str | None:
 #   fp32 (ONNX Runtime, OpenVINO f32):  max |d| 1.3e-7, max |d|/|ref| 3.9e-6 (full), 3.4e-6 (smoke)
 #   fp16 (OpenVINO f16 hint; torch autocast fp16 agrees):  max |d| 1.1e-4, max rel 7.0e-3 (full)
 #   bf16 (OpenVINO default on AMX):  max |d| 9.0e-4, max rel 2.1e-2 (full), 1.9e-2 (smoke)
-# The bands are about 5x those, as |d| <= atol + rtol * |ref|.
+# The bands are about 5x those in rtol, as |d| <= atol + rtol * |ref|; atol stays near the measured
+# max |d| because seeded probabilities are small (about 0.02), so a loose atol would pass anything.
 ELEMENTWISE = {
     "fp32": Elementwise(rtol=2e-5, atol=1e-6),
-    "fp16": Elementwise(rtol=3e-2, atol=5e-4),
-    "bf16": Elementwise(rtol=1e-1, atol=3e-3),
+    "fp16": Elementwise(rtol=3e-2, atol=2e-4),
+    "bf16": Elementwise(rtol=1e-1, atol=1e-3),
 }
 # Top-k deltas in points. No measured run above moved a label in or out of the top 1/5
 # (every delta 0), but at most 5 videos bound nothing; the bands are judgement for the whole
