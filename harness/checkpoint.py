@@ -81,9 +81,13 @@ def seeded_weights() -> Weights:
 def build_network(spec: ModelSpec, profile: str, weights: Weights, source: str = "") -> torch.nn.Module:
     """The PyTorch reference network, loaded strictly from ``weights`` unless seeded."""
     torch.manual_seed(SEED)
-    net = spec.build_network(spec.profile(profile), weights.state_dict)
+    source = source or weights.provenance.get("path", "checkpoint")
+    try:
+        net = spec.build_network(spec.profile(profile), weights.state_dict)
+    except CheckpointError as err:  # the model saw a variant it cannot serve: name the file
+        raise CheckpointError(f"{source}: {err}") from err
     if weights.state_dict is not None:
-        _check_keys(spec, net, weights.state_dict, source or weights.provenance.get("path", "checkpoint"))
+        _check_keys(spec, net, weights.state_dict, source)
         net.load_state_dict(weights.state_dict, strict=True)
     return net.eval()
 

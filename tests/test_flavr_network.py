@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from harness.spec import Profile
+from harness.spec import CheckpointError, Profile
 from models.flavr import network
 from models.flavr.spec import SPEC
 
@@ -96,7 +96,7 @@ def test_upstream_checkpoint_format_loads_strictly(net4x, tmp_path):
 
 def test_2x_checkpoint_builds_the_2x_variant(sd2x):
     assert len(sd2x) == 59 and "encoder.stem.0.bias" not in sd2x
-    net = network.build(_profile(), sd2x)
+    net = network.build(_profile(n_outputs=1), sd2x)
     net.load_state_dict(sd2x, strict=True)
     assert net.variant == "2x" and net.n_outputs == 1
     with torch.no_grad():
@@ -108,9 +108,15 @@ def test_8x_checkpoint_builds_the_8x_variant(net4x):
     sd = dict(net4x.state_dict())
     sd["outconv.1.weight"] = torch.zeros(21, 64, 7, 7)
     sd["outconv.1.bias"] = torch.zeros(21)
-    net = network.build(_profile(), sd)
+    net = network.build(_profile(n_outputs=7), sd)
     net.load_state_dict(sd, strict=True)
     assert net.variant == "8x" and net.n_outputs == 7
+
+
+def test_2x_checkpoint_for_the_4x_spec_is_named(sd2x):
+    with pytest.raises(CheckpointError, match=r"holds FLAVR 2x \(1 interpolated frame\(s\), encoder biases off\); "
+                                             r"this spec is FLAVR 4x with outputs output_0, output_1, output_2"):
+        network.build(_profile(), sd2x)
 
 
 def test_2x_state_dict_into_the_4x_network_names_the_keys(net4x, sd2x):

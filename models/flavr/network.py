@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.spec import Profile
+from harness.spec import CheckpointError, Profile
 
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 1))  # encoder (planes, spatial stride) per layer
 BLOCKS_PER_STAGE = 2  # resnet-18 layout
@@ -184,13 +184,19 @@ class FLAVR(nn.Module):
 
 
 def build(profile: Profile, state_dict: dict | None = None) -> FLAVR:
-    """The network for ``profile``; with a checkpoint, the variant it holds (2x, 4x or 8x)."""
+    """The network for ``profile``. A checkpoint of another variant (2x: one output and no
+    encoder biases; 8x: seven outputs) is named as such, since this spec's ONNX contract has
+    one output per profile output."""
     n_inputs = len(profile.inputs)
     n_outputs = len(profile.outputs)
-    encoder_bias = n_outputs > 1  # upstream's rule, for a network built without a checkpoint
+    encoder_bias = n_outputs > 1  # upstream's rule: the 2x model has no encoder biases
     if state_dict is not None:
         out_weight = state_dict.get("outconv.1.weight")
-        if out_weight is not None:
-            n_outputs = out_weight.shape[0] // 3
+        held = out_weight.shape[0] // 3 if out_weight is not None else n_outputs
+        if held != n_outputs:
+            raise CheckpointError(
+                f"the checkpoint holds FLAVR {held + 1}x ({held} interpolated frame(s), encoder biases "
+                f"{'on' if 'encoder.stem.0.bias' in state_dict else 'off'}); this spec is FLAVR "
+                f"{n_outputs + 1}x with outputs {', '.join(profile.outputs)}")
         encoder_bias = "encoder.stem.0.bias" in state_dict
     return FLAVR(n_inputs, n_outputs, encoder_bias).eval()
