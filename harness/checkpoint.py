@@ -38,6 +38,18 @@ def _expected(spec: ModelSpec) -> str:
     return f"{spec.name}'s upstream checkpoint ({spec.upstream}): {shape}{prefix}{count}"
 
 
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why torch.load refused the file, without torch's advice to turn safe loading off."""
+    text = str(err)
+    if "Unsupported global" in text:
+        found = text.split("Unsupported global:")[-1].split("was not")[0].strip(" .")
+        return ("holds Python objects beyond tensors and plain containers, which safe loading "
+                f"(weights_only=True) refuses ({found[:120]}): re-save the state_dict alone")
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch checkpoint (neither a torch.save zip archive nor a readable legacy pickle)"
+    return f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200]})"
+
+
 def find_checkpoint(spec: ModelSpec, weights_dir: Path | None) -> Path | None:
     if weights_dir is None:
         return None
@@ -51,10 +63,7 @@ def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as err:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
-            f"expected {_expected(spec)}"
-        ) from err
+        raise CheckpointError(f"{path}: {_unreadable(path, err)}; expected {_expected(spec)}") from err
     nesting = spec.checkpoint.nesting
     if nesting is not None:
         if not isinstance(raw, dict) or nesting not in raw:

@@ -132,6 +132,9 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
                          f"{d.get('read')}/{d.get('listed')} items read, {d.get('samples')} samples, "
                          f"missing {d.get('missing')}, failed {len(d.get('failed') or {})}"
                          + (f" ({', '.join(d['failed'])})" if d.get("failed") else ""))
+        for r in rows:
+            if r.get("status") in ("error", "oom"):
+                lines.append(f"- {r['backend']} bs{r['batch_size']}: {r['status']}: {r.get('reason', '')}")
         acc_rows = [r for r in rows if r.get("accuracy")]
         reasons = sorted({m["published_reason"] for r in acc_rows for m in r["accuracy"].values()
                           if m.get("published_verdict") == "n/a" and m.get("published") is not None})
@@ -187,6 +190,7 @@ def _glance(model: str, backend: str, rows: list[dict]) -> list[str]:
             return "❌ FAIL"
         return "✅ pass" if "pass" in values else "n/a"
 
+    errors = [r for r in rows if r.get("status") in ("error", "oom")]
     elem = [r["conformance"]["passed"] for r in rows if r.get("conformance")]
     elementwise = "—" if not elem else ("✅ pass" if all(elem) else "❌ FAIL")
     reasons = {m.get("published_reason") for r in rows for m in (r.get("accuracy") or {}).values()
@@ -203,8 +207,12 @@ def _glance(model: str, backend: str, rows: list[dict]) -> list[str]:
     w = rows[0].get("weights", {})
     d = rows[0].get("data") or {}
     precisions = ",".join(sorted({r["precision"] for r in rows}))
-    return [model, f"{backend} ({precisions})", w.get("source", "—"), "generated" if d.get("generated") else ("real" if d else "—"),
-            verdicts("verdict"), elementwise, published, "; ".join(fps) or "—"]
+    deployed = verdicts("verdict")
+    if errors:
+        deployed = "❌ " + ", ".join(f"bs{r['batch_size']} {r['status']}" for r in errors)
+    return [model, f"{backend} ({precisions})", w.get("source", "—"),
+            "generated" if d.get("generated") else ("real" if d else "—"),
+            deployed, elementwise, published, "; ".join(fps) or "—"]
 
 
 def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: str | None) -> list[str]:

@@ -94,3 +94,12 @@ def test_sha256_prefix_in_the_name_decides_the_published_gate(model, seeded_netw
     else:
         assert "sha256_matches_name" not in weights.provenance and weights.published_file
         assert reason is None
+
+
+def test_python_objects_refused_by_safe_loading_are_named(model, tmp_path):
+    import argparse
+
+    path = tmp_path / model.checkpoint.filename
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError, match="argparse.Namespace.*re-save the state_dict alone"):
+        checkpoint.load_checkpoint(model, path)

@@ -57,3 +57,17 @@ def test_each_xdist_worker_is_pinned_to_one_device(monkeypatch):
     assert resolve_options(options(devices="0,1")).devices == (1,)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
     assert resolve_options(options(devices="0,1")).devices == (0,)
+
+
+def test_seed_out_of_memory_rows_are_expected_failures_on_that_soc():
+    from fixtures.options import batch_cases
+    from harness import registry
+    from harness.config import RunConfig
+
+    specs = [registry.get("flownet2"), registry.get("gma")]
+    on_soc = {p.id: p.marks for p in batch_cases(specs, RunConfig(soc="Ascend310P3", profile="full"))}
+    assert [m.kwargs["reason"] for m in on_soc["flownet2-bs8"]] == [
+        "the seed records out of memory on Ascend310P3 at batch size 8"]
+    assert on_soc["gma-bs16"] and not on_soc["gma-bs8"] and not on_soc["flownet2-bs4"]
+    on_cpu = batch_cases(specs, RunConfig(profile="full"))
+    assert not any(p.marks for p in on_cpu), "without --soc no reference row applies"
