@@ -255,22 +255,29 @@ def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: st
         fig.savefig(run_dir / "fps.png", dpi=110)
         plt.close(fig)
         written.append("fps.png")
-    acc = [(r["model"], name, m) for r in records if r["batch_size"] == min(x["batch_size"] for x in records if x["model"] == r["model"])
-           for name, m in (r.get("accuracy") or {}).items()]
-    if acc:
-        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(acc)), 3.8))
-        labels = [f"{model}\n{name}" for model, name, _ in acc]
-        xs = range(len(acc))
-        ax.bar([x - 0.2 for x in xs], [m.get("torch") or 0 for *_, m in acc], 0.4, label="PyTorch")
-        ax.bar([x + 0.2 for x in xs], [m.get("deployed") or 0 for *_, m in acc], 0.4, label="deployed")
-        for x, (*_, m) in zip(xs, acc):
-            if m.get("published") is not None:
-                ax.hlines(m["published"], x - 0.45, x + 0.45, colors="k", linestyles="--")
-        ax.plot([], [], "k--", label="published threshold")
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels(labels, fontsize=7)
-        ax.set_title("accuracy (smallest batch size) vs published")
-        ax.legend(fontsize=7)
+    # one panel per published metric (units differ: %, dB, px, SSIM), at each model's smallest batch size
+    smallest = {m: min(r["batch_size"] for r in records if r["model"] == m) for m in models}
+    published = sorted({(r["model"], name) for r in records if r["batch_size"] == smallest[r["model"]]
+                        for name, m in (r.get("accuracy") or {}).items() if m.get("published") is not None})
+    if published:
+        cols = min(3, len(published))
+        rows = -(-len(published) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+        for ax in axes.flat[len(published):]:
+            ax.set_visible(False)
+        for ax, (model, name) in zip(axes.flat, published):
+            rows_here = [r for r in records if r["model"] == model and r["batch_size"] == smallest[model]
+                         and name in (r.get("accuracy") or {})]
+            labels = ["PyTorch"] + [f"{r['backend']}\n{r['precision']}" for r in rows_here]
+            values = [rows_here[0]["accuracy"][name]["torch"]] + [r["accuracy"][name]["deployed"] for r in rows_here]
+            ax.bar(range(len(values)), values, color=["tab:blue"] + ["tab:orange"] * len(rows_here))
+            metric = rows_here[0]["accuracy"][name]
+            ax.axhline(metric["published"], color="k", linestyle="--", label=f"published {metric['published']:g}")
+            ax.set_xticks(range(len(values)))
+            ax.set_xticklabels(labels, fontsize=7)
+            better = "higher" if metric.get("higher_is_better", True) else "lower"
+            ax.set_title(f"{model} {name} ({better} is better)", fontsize=9)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(run_dir / "accuracy.png", dpi=110)
         plt.close(fig)
