@@ -8,17 +8,10 @@ from harness.registry import get
 from harness.spec import Profile
 from models.flownet2.network import identify_foreign
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SPEC = get("flownet2")
 SMALL = (1, 3, 64, 128)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # 162M parameters on tiny maps: a second thread on a shared 2-core machine costs 3x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

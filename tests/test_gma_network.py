@@ -12,17 +12,10 @@ from harness.registry import get
 from harness.spec import CheckpointError
 from models.gma.network import build
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SPEC = get("gma")
 SMOKE = SPEC.profile("smoke")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small maps on a shared 2-core machine: a second intra-op thread mostly waits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
