@@ -34,22 +34,29 @@ class OnnxRuntimeBackend(Backend):
             return False, "onnxruntime is not installed: pip install onnxruntime"
         return True, ""
 
-    def _providers(self) -> list[str]:
+    def _on_gpu(self) -> bool:
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        if "CUDAExecutionProvider" in available:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+
+    def _providers(self) -> list:
+        if not self._on_gpu():
+            return ["CPUExecutionProvider"]
+        # the CUDA provider may use TF32 in convolutions and matmuls; fp32 asks it not to
+        cuda = {"device_id": str(self.device)}
+        if self.requested_precision == "fp32":
+            cuda["use_tf32"] = "0"
+        return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
     def versions(self) -> dict[str, str]:
         import onnxruntime as ort
 
-        return {"onnxruntime": ort.__version__, "providers": ",".join(self._providers())}
+        return {"onnxruntime": ort.__version__, "providers": repr(self._providers())}
 
     @property
     def precision(self) -> str:
-        return "fp32"  # both providers compute an fp32 graph in fp32
+        # TF32 keeps fp16's 10-bit mantissa, so it is judged with the fp16 tolerances
+        return "fp16" if self._on_gpu() and self.requested_precision != "fp32" else "fp32"
 
     def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
         ok, why = self.availability()
