@@ -30,14 +30,12 @@ def published_not_applicable(spec: ModelSpec, weights: Weights, data: dict | Non
         reasons.append(f"seeded weights (no {spec.checkpoint.filename} in --weights-dir)")
     elif not weights.published_file:
         reasons.append(f"checkpoint sha256 does not start with {spec.checkpoint.sha256_prefix}: not the published file")
-    if data is None:
-        pass
-    elif data.get("generated"):
+    if data is not None and data.get("generated"):
         reasons.append("generated data (no --data-root)")
-    elif spec.published_items and data.get("listed", 0) < spec.published_items:
+    elif data is not None and spec.published_items and data.get("listed", 0) < spec.published_items:
         reasons.append(f"the dataset's index lists {data.get('listed')} of the {spec.published_items} items "
                        "the published figure was measured on")
-    elif not data.get("complete"):
+    elif data is not None and not data.get("complete"):
         reasons.append(f"incomplete dataset ({data.get('read')}/{data.get('listed')} items read, "
                        f"{data.get('missing')} missing, {len(data.get('failed') or {})} failed, limit {data.get('limit')})")
     if profile != "full":
