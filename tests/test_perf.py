@@ -94,7 +94,9 @@ def test_inference_fps(model, batch_size, pipeline, benchmark, record, peak_gflo
     perf["ratio"] = perf["fps"] / reference if isinstance(reference, float) else None
     benchmark.extra_info.update({"model": model.name, "backend": pipeline.backend.name,
                                  "precision": pipeline.backend.precision, "batch_size": batch_size,
-                                 "profile": run.profile, **{k: v for k, v in perf.items() if k != "timer"}})
+                                 "profile": run.profile,
+                                 "weights": pipeline.weights(model).provenance.get("sha256", "seeded"),
+                                 **{k: v for k, v in perf.items() if k != "timer"}})
     regressions, improvements = [], []
     key = (model.name, pipeline.backend.name, pipeline.backend.precision, batch_size)
     base_fps = gate.gate_fps(baseline.get(key, {}).get("perf", {}))
