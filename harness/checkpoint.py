@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -48,6 +49,15 @@ def _unreadable(path: Path, err: Exception) -> str:
     if not zipfile.is_zipfile(path):
         return "not a PyTorch checkpoint (neither a torch.save zip archive nor a readable legacy pickle)"
     return f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200]})"
+
+
+def family_by_key_pattern(keys: Sequence[str], families: Sequence[tuple[str, str]]) -> str | None:
+    """The first family whose key regex matches any key: ``families`` = ((regex, name), ...),
+    most specific first. Model specs use it to name a foreign checkpoint's family."""
+    for pattern, family in families:
+        if any(re.match(pattern, k) for k in keys):
+            return family
+    return None
 
 
 def find_checkpoint(spec: ModelSpec, weights_dir: Path | None) -> Path | None:

@@ -1,9 +1,9 @@
 """Efficient-3DCNNs 3D MobileNetV2 1.0x on UCF101 split 1 (seed 003)."""
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
+from harness.checkpoint import family_by_key_pattern
 from harness.spec import Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.efficient3dcnn import data, network
 
@@ -21,10 +21,7 @@ _FAMILIES = (
 
 
 def identify_foreign(keys: Sequence[str]) -> str | None:
-    for pattern, family in _FAMILIES:
-        if any(re.match(pattern, k) for k in keys):
-            return family
-    return None
+    return family_by_key_pattern(keys, _FAMILIES)
 
 
 SPEC = ModelSpec(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from harness.checkpoint import family_by_key_pattern
 from harness.spec import Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.slowfast import data, network
 
@@ -32,9 +33,9 @@ def identify_foreign(keys: Sequence[str]) -> str | None:
             depth = {23: 101, 36: 152}.get(len(blocks), f"? ({len(blocks)} res4 blocks)")
             return f"mmaction2 SlowFast with a ResNet-{depth} backbone (this spec is ResNet-50)"
         return None
-    for pattern, family in _FAMILIES:
-        if any(re.match(pattern, k) for k in keys):
-            return family
+    family = family_by_key_pattern(keys, _FAMILIES)
+    if family:
+        return family
     if any(k.startswith("backbone.conv1.conv.") for k in keys):
         return "mmaction2 ResNet3d/SlowOnly recognizer (not SlowFast)"
     if any(k.startswith("backbone.") for k in keys):
