@@ -215,6 +215,16 @@ def _glance(model: str, backend: str, rows: list[dict]) -> list[str]:
             deployed, elementwise, published, "; ".join(fps) or "—"]
 
 
+def _panels(plt, count: int, size: tuple[float, float]):
+    """A figure with ``count`` panels, up to three per row; returns (figure, the used axes)."""
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
 def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: str | None) -> list[str]:
     """FPS vs batch size beside the seed's reference curves; accuracy vs published. PNG files."""
     import matplotlib
@@ -226,12 +236,8 @@ def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: st
     models = sorted({r["model"] for r in records})
     perf_models = [m for m in models if any(r.get("perf", {}).get("fps") for r in records if r["model"] == m)]
     if perf_models:
-        cols = min(3, len(perf_models))
-        rows = -(-len(perf_models) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
-        for ax in axes.flat[len(perf_models):]:
-            ax.set_visible(False)
-        for ax, model in zip(axes.flat, perf_models):
+        fig, axes = _panels(plt, len(perf_models), (4.8, 3.8))
+        for ax, model in zip(axes, perf_models):
             for (backend, precision) in sorted({(r["backend"], r["precision"]) for r in records if r["model"] == model}):
                 pts = sorted((r["batch_size"], r["perf"]["fps"]) for r in records
                              if r["model"] == model and r["backend"] == backend and r["precision"] == precision
@@ -260,12 +266,8 @@ def write_plots(run_dir: Path, records: list[dict], reference_fps: dict, soc: st
     published = sorted({(r["model"], name) for r in records if r["batch_size"] == smallest[r["model"]]
                         for name, m in (r.get("accuracy") or {}).items() if m.get("published") is not None})
     if published:
-        cols = min(3, len(published))
-        rows = -(-len(published) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-        for ax in axes.flat[len(published):]:
-            ax.set_visible(False)
-        for ax, (model, name) in zip(axes.flat, published):
+        fig, axes = _panels(plt, len(published), (4.2, 3.0))
+        for ax, (model, name) in zip(axes, published):
             rows_here = [r for r in records if r["model"] == model and r["batch_size"] == smallest[model]
                          and name in (r.get("accuracy") or {})]
             labels = ["PyTorch"] + [f"{r['backend']}\n{r['precision']}" for r in rows_here]
