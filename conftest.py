@@ -1,11 +1,16 @@
-"""The suite's pytest entry: loads the fixture plugins (options, pipeline stages, report).
+"""The suite's pytest entry: loads the fixture plugins, one module per pipeline stage.
 
-Options and the parametrization over the model registry live in fixtures/options.py.
+Options are declared in video_model_conformance.py (the installed entry point); their
+validation and the parametrization over the model registry are in fixtures/options.py.
 """
 pytest_plugins = [
+    "video_model_conformance",
     "fixtures.options",
-    "fixtures.pipeline",
+    "fixtures.weights",
     "fixtures.export",
+    "fixtures.compile",
+    "fixtures.data",
     "fixtures.outputs",
     "fixtures.report",
+    "pytester",  # the suite tests itself by running itself (tests/conftest.py: run_suite)
 ]

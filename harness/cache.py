@@ -3,18 +3,35 @@
 The key is a hash over everything that determines the artifact (checkpoint sha256, spec fields,
 shapes, opset, tool versions). A per-key file lock makes concurrent ``pytest -n`` workers build
 each artifact once; the others wait and reuse it. The builder writes to a temporary sibling that
-is renamed into place, so a crash never leaves a half-written artifact under the final name.
+is renamed into place, so a crash never leaves a half-written artifact under the final name; the
+temporaries of a killed build are removed by the next build in the same folder.
+
+:func:`source_hash` keys an artifact by the code that makes it: a model package and every
+project module it imports, so that a change to a shared module (e.g. the Sintel reader a flow
+model imports) invalidates what was built with the old one.
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
+import importlib
+import importlib.util
+import inspect
 import json
 import os
+import re
 import shutil
+import types
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+
+# The repository root: source_hash follows imports only into files under it.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# build_once's temporaries: '.<key>.tmp<pid><suffix>', and what a builder derives from that name
+# (the pipeline's '<tmp>.raw.onnx')
+_TEMPORARY = re.compile(r"^\.(?P<key>[0-9a-f]{24})\.tmp(?P<pid>\d+)")
 
 # Artifacts built by this process, for the report ("a warm rerun converts nothing").
 BUILT: list[str] = []
@@ -44,6 +61,44 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _lock_free(lock_path: Path) -> bool:
+    """True when no process holds the build lock of that key (nobody is building it now)."""
+    if not lock_path.exists():
+        return True
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Remove the temporaries of builds that were killed: files or folders named after a
+    build_once temporary whose process is gone and whose key nobody is building. Returns them."""
+    removed = []
+    if not Path(folder).is_dir():
+        return removed
+    for path in Path(folder).iterdir():
+        match = _TEMPORARY.match(path.name)
+        if (match and not _pid_alive(int(match["pid"]))
+                and _lock_free(path.parent / f".{match['key']}.lock")):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -64,6 +119,7 @@ def build_once(
     """
     key = content_key(parts)
     final = Path(cache_dir) / kind / f"{key}{suffix}"
+    remove_orphans(final.parent)
     if final.exists():
         return final
     with _locked(final.parent / f".{key}.lock"):
@@ -80,3 +136,99 @@ def build_once(
             raise
     BUILT.append(f"{kind}/{final.name}")
     return final
+
+
+def source_files(*objects: Any, root: Path = PROJECT_ROOT) -> list[Path]:
+    """The source files behind ``objects`` (modules, dotted module names, or anything with a
+    ``__module__``): for a package every .py file in it, and transitively every module they
+    import whose file lies under ``root``; third-party and standard-library modules are left out
+    (their versions go into cache keys separately)."""
+    root = Path(root).resolve()
+    files: set[Path] = set()
+    # what the caller names counts whole (a package: all its modules); what they import, the
+    # imported module only (a package: its __init__)
+    pending = [(_module_name(obj), True) for obj in objects]
+    seen: set[str] = set()
+    while pending:
+        name, whole = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for path in _files_of(name, root, whole):
+            if path not in files:
+                files.add(path)
+                package = _package_of(path, root)
+                pending.extend((imported, False) for imported in _imports(path, package))
+    return sorted(files)
+
+
+def source_hash(*objects: Any, root: Path = PROJECT_ROOT) -> str:
+    """Hash of :func:`source_files` (paths relative to ``root`` and contents): a change to any of
+    them, or a new import of another project module, gives another hash."""
+    root = Path(root).resolve()
+    digest = hashlib.sha256()
+    for path in source_files(*objects, root=root):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _module_name(obj: Any) -> str:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    module = inspect.getmodule(obj)
+    if module is None:
+        raise TypeError(f"source_hash: {obj!r} is neither a module, a module name nor defined in one")
+    return module.__name__
+
+
+def _files_of(name: str, root: Path, whole: bool) -> list[Path]:
+    """The project files of module ``name``: its file, or with ``whole`` all .py files of a package."""
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # 'from pkg import attribute': not a module
+        return []
+    if found is None or not found.origin or not found.has_location:
+        return []
+    origin = Path(found.origin).resolve()
+    if not _in_project(origin, root):
+        return []
+    if whole and found.submodule_search_locations:
+        return sorted(p for location in found.submodule_search_locations
+                      for p in Path(location).resolve().rglob("*.py") if _in_project(p, root))
+    return [origin]
+
+
+def _package_of(path: Path, root: Path) -> str:
+    """The dotted package a project file belongs to, for resolving its relative imports."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1])
+
+
+def _in_project(path: Path, root: Path) -> bool:
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    # a virtual environment or other hidden folder inside the checkout is not project code
+    return not any(part.startswith(".") or part == "site-packages" for part in relative.parts)
+
+
+def _imports(path: Path, package: str) -> list[str]:
+    """Module names ``path`` imports, relative imports resolved against ``package``, with the
+    parent packages an import runs; for ``from a import b`` both 'a' and 'a.b' (b may be a
+    submodule)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    return [".".join(parts[:i]) for n in names if n for parts in [n.split(".")]
+            for i in range(1, len(parts) + 1)]

@@ -1,7 +1,8 @@
 """Checkpoint loading and network construction, with errors that name the file and the fix."""
 from __future__ import annotations
 
-import pickle
+import codecs
+import difflib
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -47,8 +48,24 @@ def _unreadable(path: Path, err: Exception) -> str:
         return ("holds Python objects beyond tensors and plain containers, which safe loading "
                 f"(weights_only=True) refuses ({found[:120]}): re-save the state_dict alone")
     if not zipfile.is_zipfile(path):
-        return "not a PyTorch checkpoint (neither a torch.save zip archive nor a readable legacy pickle)"
-    return f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200]})"
+        return f"not a PyTorch checkpoint: {_looks_like(path)}, neither a torch.save zip archive nor a readable legacy pickle"
+    return f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200] if text else ''})"
+
+
+def _looks_like(path: Path) -> str:
+    """What a file that is no checkpoint holds, from its first bytes: empty, text or binary."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "an empty file"
+    try:  # incremental: a character cut at byte 64 is not an error
+        start = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        start = None
+    if start and all(c.isprintable() or c.isspace() for c in start):
+        first_line = start.strip().splitlines()[0] if start.strip() else start
+        return f"a text file starting {first_line[:40]!r}"
+    return f"{path.stat().st_size} bytes of binary data starting {head[:16]!r}"
 
 
 def family_by_key_pattern(keys: Sequence[str], families: Sequence[tuple[str, str]]) -> str | None:
@@ -60,11 +77,32 @@ def family_by_key_pattern(keys: Sequence[str], families: Sequence[tuple[str, str
     return None
 
 
-def find_checkpoint(spec: ModelSpec, weights_dir: Path | None) -> Path | None:
+def find_checkpoint(spec: ModelSpec, weights_dir: str | Path | None) -> Path | None:
+    """The model's checkpoint in ``weights_dir``; None only when no directory was given at all
+    (seeded weights). A given directory that lacks the file is an error naming the file it looked
+    for and what the directory holds instead, so that a mistyped or half-filled --weights-dir
+    cannot quietly run on seeded weights."""
     if weights_dir is None:
         return None
-    path = Path(weights_dir) / spec.checkpoint.filename
-    return path if path.exists() else None
+    if str(weights_dir) == "":
+        raise CheckpointError(f"--weights-dir is empty; expected a directory holding {spec.checkpoint.filename}")
+    directory = Path(weights_dir)
+    if not directory.is_dir():
+        raise CheckpointError(f"--weights-dir {directory}: not a directory; expected one holding "
+                              f"{spec.checkpoint.filename} ({spec.name})")
+    path = directory / spec.checkpoint.filename
+    if path.is_file():
+        return path
+    present = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    near = difflib.get_close_matches(spec.checkpoint.filename, present, n=3, cutoff=0.5)
+    if near:
+        found = "near-miss name(s) " + ", ".join(near)
+    elif present:
+        found = f"{len(present)} other file(s): " + ", ".join(present[:10]) + (" ..." if len(present) > 10 else "")
+    else:
+        found = "nothing (the directory is empty)"
+    raise CheckpointError(f"{path}: no such file for {spec.name}; --weights-dir {directory} holds {found}. "
+                          f"Expected {_expected(spec)}, named as the seed names it")
 
 
 def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
@@ -72,7 +110,9 @@ def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
     path = Path(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- the legacy unpickler raises anything on foreign bytes
         raise CheckpointError(f"{path}: {_unreadable(path, err)}; expected {_expected(spec)}") from err
     nesting = spec.checkpoint.nesting
     if nesting is not None:
@@ -85,11 +125,24 @@ def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
     prefix = spec.checkpoint.strip_prefix
     if prefix and raw and all(k.startswith(prefix) for k in raw):
         raw = {k[len(prefix):]: v for k, v in raw.items()}
+    _require_finite(path, raw)
     sha = file_sha256(path)
     provenance: dict[str, Any] = {"source": "checkpoint", "path": str(path), "sha256": sha}
     if spec.checkpoint.sha256_prefix:
         provenance["sha256_matches_name"] = sha.startswith(spec.checkpoint.sha256_prefix)
     return Weights(dict(raw), provenance)
+
+
+def _require_finite(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """A NaN or Inf weight makes every output NaN (or silently wrong): refuse it at load."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                nan = int(torch.isnan(tensor).sum())
+                raise CheckpointError(
+                    f"{path}: tensor {key!r} {tuple(tensor.shape)} holds {nan} NaN and "
+                    f"{int((~finite).sum()) - nan} Inf of {tensor.numel()} values; expected finite weights")
 
 
 def seeded_weights() -> Weights:

@@ -1,6 +1,7 @@
 """Run configuration: what the command-line options resolve to, independent of pytest."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,22 +11,26 @@ PROFILES = ("smoke", "full")
 @dataclass(frozen=True)
 class RunConfig:
     backends: tuple[str, ...] = ("onnxruntime",)  # each deployed runtime is judged on its own
-    precision: str = "fp32"  # 'fp32' or 'default' (the runtime's own choice, e.g. bf16 / fp16)
+    # 'fp32' or 'default' (the runtime's own choice, e.g. bf16 / fp16); None: each backend's default
+    precision: str | None = None
     soc: str | None = None
     devices: tuple[int, ...] = (0,)
     profile: str = "smoke"
     weights_dir: Path | None = None
     data_root: Path | None = None
+    accept_bad_items: tuple[str, ...] = ()  # dataset items the user accepts to leave out (reported)
     batch_sizes: tuple[int, ...] | None = None  # None: the profile's batch sizes per model
     models: tuple[str, ...] | None = None  # None: every registered model
     limit: int | None = None  # samples (items of the dataset index) per model
+    # preprocessing worker processes (0: in the test process); the default uses every core
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path = Path(".cache")
     report_dir: Path = Path("reports")
     save_outputs: Path | None = None
     baseline: Path | None = None
     fps_regression: float = 0.10  # the gate fails when FPS drops by more than this fraction
-    perf_seconds: float = 2.0  # time budget of the timed rounds per perf row
-    extra: dict = field(default_factory=dict)
+    warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
+    loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
 
     @property
     def device(self) -> int:

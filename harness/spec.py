@@ -19,7 +19,6 @@ What a model folder provides, besides data:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -107,6 +106,19 @@ class Elementwise:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """Task-level agreement of deployed outputs with PyTorch's (see harness/agreement.py)."""
+
+    kind: str  # 'classification', 'frames' or 'flow'
+    outputs: tuple[str, ...]  # ONNX output names compared
+    # precision -> statistic -> limit (top1_agreement: min %, max_probability_error: max,
+    # min_psnr: min dB, max_epe: max px)
+    limits: Mapping[str, Mapping[str, float]]
+    logits: bool = True  # classification: softmax before comparing probabilities
+    data_range: float = 1.0  # frames: the PSNR peak
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str  # registry key, used in --models and report rows
     task: str
@@ -116,6 +128,7 @@ class ModelSpec:
     profiles: Mapping[str, Profile]  # 'smoke' and 'full'
     metrics: tuple[Metric, ...]
     elementwise: Mapping[str, Elementwise]  # per precision
+    agreement: Agreement  # deployed vs PyTorch in the task's terms, meaningful with seeded weights
     reference_fps: Mapping[str, Mapping[int, float | str]]  # soc -> bs -> fps or OOM
     dataset_dir: str  # subfolder of --data-root holding this model's dataset
     # items (videos, pairs, triplets) of the evaluation set the published figure was measured on;
@@ -127,12 +140,22 @@ class ModelSpec:
     generate_dataset: Callable[..., None]
     new_scorer: Callable[..., Scorer]
     opset: int = 11
+    seed_loop: int = 100  # the seed's ais_bench --loop for its FPS table
     protocol: Mapping[str, Any] = field(default_factory=dict)  # preprocessing + scoring params
     atc_input_format: str | None = "NCHW"  # None: the seed's atc command has no --input_format
     atc_extra_args: tuple[str, ...] = ()  # further atc flags the seed's command passes
     # lines of the keep_dtype config (ops ATC must keep in fp32), written for atc's --keep_dtype
     atc_keep_fp32: tuple[str, ...] = ()
+    # graph passes the seed runs on the ONNX before atc (harness/backends/onnx_passes.py PASSES),
+    # in order, e.g. FlowNet2's fix_onnx.py and GMA's auto-optimizer knowledge: int64 -> int32
+    atc_graph_passes: tuple[str, ...] = ()
+    # where the seed's *_preprocess.py writes the inputs: a harness.aisbench.SeedBinLayout
+    seed_bin_layout: Any = None
     identify_foreign: Callable[[Sequence[str]], str | None] | None = None  # names another family
+    # deliberate differences from the seed, key -> why ('atc:<flag>', 'input:<name>',
+    # 'output:<name>', 'fps:<soc>:<bs>', 'published:<metric or figure>'); tests/test_model_cards.py
+    # fails on any difference not declared here and on any declaration that no longer differs
+    deviations: Mapping[str, str] = field(default_factory=dict)
 
     def profile(self, name: str) -> Profile:
         return self.profiles[name]

@@ -1,6 +1,9 @@
 """Every registered model: an upstream-format checkpoint loads strictly and reproduces the
-network; corrupt, foreign and mismatched files fail naming the file and the keys."""
+network; corrupt, text, non-finite, foreign and mismatched files fail naming the file and the
+keys; a --weights-dir without the model's file fails naming what it holds instead."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -31,11 +34,11 @@ def _seeded(spec, cache):
 
 
 def test_upstream_key_and_parameter_counts(model, seeded_networks):
+    # every card declares upstream's counts: they are what makes a seeded network upstream's
+    assert model.checkpoint.keys and model.checkpoint.parameters
     net = _seeded(model, seeded_networks)
-    if model.checkpoint.keys is not None:
-        assert len(net.state_dict()) == model.checkpoint.keys
-    if model.checkpoint.parameters is not None:
-        assert sum(p.numel() for p in net.parameters()) == model.checkpoint.parameters
+    assert len(net.state_dict()) == model.checkpoint.keys
+    assert sum(p.numel() for p in net.parameters()) == model.checkpoint.parameters
 
 
 def test_upstream_format_loads_strictly(model, seeded_networks, tmp_path):
@@ -77,22 +80,27 @@ def test_mismatched_keys_are_listed(model, seeded_networks, tmp_path):
     assert str(path) in message and dropped in message and "head.not_upstream.weight" in message
 
 
-def test_sha256_prefix_in_the_name_decides_the_published_gate(model, seeded_networks, tmp_path):
+@pytest.mark.parametrize("prefix", ["matching", "other", None])
+def test_sha256_prefix_in_the_name_decides_the_published_gate(model, tmp_path, prefix):
     """Where the published file name carries its sha256 prefix, a different file under that name
-    still runs but the published gate says why it does not apply; without a prefix, any file
-    with the right keys counts as the published checkpoint."""
+    still loads but the published gate says why it does not apply; without a prefix, any file
+    with the right keys counts as the published checkpoint. (The verdict reads the file's
+    provenance only, so a two-tensor file in the upstream format stands for the whole.)"""
     from harness import verdicts
+    from harness.cache import file_sha256
 
-    path = _upstream_file(model, _seeded(model, seeded_networks).state_dict(), tmp_path / model.checkpoint.filename)
-    weights = checkpoint.load_checkpoint(model, path)
-    checkpoint.build_network(model, "smoke", weights)  # usable either way
-    whole = {"complete": True, "listed": model.published_items}
-    reason = verdicts.published_not_applicable(model, weights, whole, "full")
-    if model.checkpoint.sha256_prefix:
+    path = _upstream_file(model, {"w": torch.ones(3), "b": torch.zeros(1)}, tmp_path / model.checkpoint.filename)
+    sha = file_sha256(path)
+    declared = {"matching": sha[:8], "other": "0" * 8 if sha[0] != "0" else "f" * 8, None: None}[prefix]
+    spec = dataclasses.replace(model, checkpoint=dataclasses.replace(model.checkpoint, sha256_prefix=declared))
+    weights = checkpoint.load_checkpoint(spec, path)
+    whole = {"complete": True, "listed": spec.published_items}
+    reason = verdicts.published_not_applicable(spec, weights, whole, "full")
+    if prefix == "other":
         assert weights.provenance["sha256_matches_name"] is False and not weights.published_file
-        assert reason and "not the published file" in reason
+        assert f"does not start with {declared}: not the published file" in reason
     else:
-        assert "sha256_matches_name" not in weights.provenance and weights.published_file
+        assert weights.provenance.get("sha256_matches_name", True) is True and weights.published_file
         assert reason is None
 
 
@@ -103,3 +111,70 @@ def test_python_objects_refused_by_safe_loading_are_named(model, tmp_path):
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, path)
     with pytest.raises(CheckpointError, match="argparse.Namespace.*re-save the state_dict alone"):
         checkpoint.load_checkpoint(model, path)
+
+
+def test_text_file_names_the_file_and_what_it_holds(model, tmp_path):
+    path = tmp_path / model.checkpoint.filename
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 97\n")
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load_checkpoint(model, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a PyTorch checkpoint: a text file starting 'version https://git-lfs")
+    assert f"expected {model.name}'s upstream checkpoint" in message
+
+
+def test_empty_file_is_named(model, tmp_path):
+    path = tmp_path / model.checkpoint.filename
+    path.touch()
+    with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint: an empty file"):
+        checkpoint.load_checkpoint(model, path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weight_is_refused_at_load_naming_the_tensor(model, tmp_path, bad):
+    # the check runs at load, before the keys are matched: two tensors in the upstream format do
+    tensor = torch.ones(2, 3)
+    tensor[1, 2] = bad
+    path = _upstream_file(model, {"first.weight": torch.ones(4), "second.weight": tensor},
+                          tmp_path / model.checkpoint.filename)
+    nan, inf = (1, 0) if bad != bad else (0, 1)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load_checkpoint(model, path)
+    assert str(err.value) == f"{path}: tensor 'second.weight' (2, 3) holds {nan} NaN and {inf} Inf of 6 values; expected finite weights"
+
+
+def test_no_weights_dir_means_seeded(model):
+    assert checkpoint.find_checkpoint(model, None) is None
+
+
+def test_weights_dir_with_the_file_finds_it(model, tmp_path):
+    (tmp_path / model.checkpoint.filename).write_bytes(b"")
+    assert checkpoint.find_checkpoint(model, tmp_path) == tmp_path / model.checkpoint.filename
+
+
+def test_weights_dir_without_the_file_names_the_near_miss(model, tmp_path):
+    near = model.checkpoint.filename.replace(".", "_copy.", 1)  # e.g. a browser's renamed download
+    (tmp_path / near).write_bytes(b"")
+    (tmp_path / "README.txt").write_text("weights")
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.find_checkpoint(model, tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / model.checkpoint.filename}: no such file for {model.name}")
+    assert f"holds near-miss name(s) {near}" in message
+
+
+def test_weights_dir_without_the_file_lists_what_it_holds(model, tmp_path):
+    (tmp_path / "zzz.bin").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"holds 1 other file\(s\): zzz\.bin"):
+        checkpoint.find_checkpoint(model, tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=r"holds nothing \(the directory is empty\)"):
+        checkpoint.find_checkpoint(model, empty)
+
+
+def test_weights_dir_that_is_no_directory_or_empty_is_an_error(model, tmp_path):
+    with pytest.raises(CheckpointError, match=rf"--weights-dir {tmp_path / 'absent'}: not a directory"):
+        checkpoint.find_checkpoint(model, tmp_path / "absent")
+    with pytest.raises(CheckpointError, match="--weights-dir is empty"):
+        checkpoint.find_checkpoint(model, "")

@@ -7,9 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import stages
+from harness.samples_cache import SampleCache
 from harness.spec import DatasetLayoutError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def generated_cache(tmp_path_factory) -> Path:
+    """Where the generated defaults are written, shared by this module's tests."""
+    return tmp_path_factory.mktemp("generated")
 
 
 def _check_samples(model, samples, profile="smoke"):
@@ -24,10 +32,10 @@ def _check_samples(model, samples, profile="smoke"):
             assert np.isfinite(array).all(), (sample.id, name)
 
 
-def test_generated_default_streams_profile_shaped_samples(model, reference_pipeline):
-    dataset = reference_pipeline.dataset(model)
+def test_generated_default_streams_profile_shaped_samples(model, generated_cache):
+    dataset = stages.open_dataset(model, "smoke", None, generated_cache)
     samples = list(dataset)
-    _check_samples(model, samples, reference_pipeline.config.profile)
+    _check_samples(model, samples, "smoke")
     summary = dataset.summary
     assert summary["generated"] and not summary["missing"] and not summary["failed"]
     assert not dataset.complete, "generated data never satisfies the published gate"
@@ -54,3 +62,28 @@ def test_real_files_read(model):
 
     reason = verdicts.published_not_applicable(model, Weights({}, {"sha256": "x"}), dataset.summary, "full")
     assert reason, "a few test files must not count as the published evaluation set"
+
+
+def test_workers_and_cache_give_the_readers_own_samples(model, generated_cache, tmp_path):
+    """Every reader's load is picklable: decoded in 2 worker processes and stored, it yields what
+    the reader yields in this process; a second pass maps the stored samples, decoding nothing."""
+    profile = "smoke"
+
+    def open_():  # the reader alone, without the suite's cache
+        root = stages.generated_dataset_root(model, profile, generated_cache)
+        return model.open_dataset(root, model.profile(profile), model.protocol_for(profile), 2, True)
+
+    direct = list(open_())
+    key = stages.sample_cache_key(model, profile)
+    for decoded in (2, 0):
+        dataset = open_().preprocessed(SampleCache(tmp_path, key), workers=2)
+        samples = list(dataset)
+        assert dataset.summary["decoded"] == decoded and dataset.read == 2
+        assert [s.id for s in samples] == [s.id for s in direct]
+        for got, expected in zip(samples, direct):
+            for name in expected.inputs:
+                np.testing.assert_array_equal(got.inputs[name], expected.inputs[name])
+            if isinstance(expected.target, np.ndarray):
+                np.testing.assert_array_equal(got.target, expected.target)
+            else:
+                assert got.target == expected.target

@@ -88,11 +88,10 @@ def test_upstream_checkpoint_file_loads_strictly_and_reproduces(network, clips, 
     torch.save({"epoch": 30, "arch": "mobilenetv2",
                 "state_dict": {f"module.{k}": v for k, v in network.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "best_prec1": 0.81}, path)
-    weights = checkpoint.load_checkpoint(SPEC, path)
+    spec = _spec_with(SMALL)
+    weights = checkpoint.load_checkpoint(spec, path)
     assert len(weights.state_dict) == 314 and "features.0.0.weight" in weights.state_dict
-    torch.manual_seed(123)  # another initialisation, overwritten by the load
-    fresh = build(SMALL, weights.state_dict)
-    fresh.load_state_dict(weights.state_dict, strict=True)
+    fresh = checkpoint.build_network(spec, "smoke", weights)  # seeds its own init, then loads
     with torch.no_grad():
         assert torch.equal(fresh(clips), logits)
 
@@ -101,21 +100,23 @@ def test_kinetics_head_fails_with_the_mismatched_key(network):
     state = dict(network.state_dict())
     state["classifier.1.weight"] = torch.zeros(600, 1280)  # the Kinetics-600 checkpoint's head
     state["classifier.1.bias"] = torch.zeros(600)
-    with pytest.raises(RuntimeError, match=r"size mismatch for classifier\.1\.weight"):
-        build(SMALL, state).load_state_dict(state, strict=True)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.build_network(_spec_with(SMALL), "smoke", checkpoint.Weights(state), "kinetics_mobilenetv2.pth")
+    assert str(err.value).endswith(
+        "shape mismatches (2): classifier.1.weight: checkpoint (600, 1280) vs network (101, 1280), "
+        "classifier.1.bias: checkpoint (600,) vs network (101,)")
+    assert str(err.value).startswith("kinetics_mobilenetv2.pth: does not match efficient3dcnn's upstream checkpoint")
 
 
 def test_foreign_checkpoint_fails_with_key_lists_and_names_its_family(network):
     resnet = {"conv1.weight": torch.zeros(64, 3, 7, 7, 7), "bn1.weight": torch.ones(64),
               "layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3, 3), "fc.weight": torch.zeros(101, 512)}
-    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*features\.0\.0\.weight") as err:
-        build(SMALL, resnet).load_state_dict(resnet, strict=True)
-    assert "Unexpected key(s)" in str(err.value) and "layer1.0.conv1.weight" in str(err.value)
     assert "ResNet" in SPEC.identify_foreign(list(resnet))
     mobilenet_v1 = ["features.0.0.weight", "features.1.conv1.weight", "features.1.bn1.weight"]
     assert "MobileNet (v1)" in SPEC.identify_foreign(mobilenet_v1)
     assert SPEC.identify_foreign(list(network.state_dict())) is None
-    with pytest.raises(CheckpointError, match=r"(?s)resnet18\.pth.*ResNet.*missing keys \(314\)"):
+    with pytest.raises(CheckpointError, match=r"(?s)resnet18\.pth.*ResNet.*missing keys \(314\): features\.0\.0\.weight"
+                                              r".*unexpected keys \(4\): conv1\.weight, bn1\.weight, layer1\.0\.conv1\.weight"):
         checkpoint.build_network(SPEC, "smoke", checkpoint.Weights(resnet), "resnet18.pth")
 
 

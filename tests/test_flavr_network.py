@@ -1,7 +1,8 @@
 """FLAVR network facts: upstream's keys and sizes, the checkpoint format, variants, op equivalences."""
 from __future__ import annotations
 
-import copy
+import dataclasses
+import re
 
 import numpy as np
 import onnx
@@ -9,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from harness import checkpoint
 from harness.spec import CheckpointError, Profile
 from models.flavr import network
 from models.flavr.spec import SPEC
@@ -75,18 +77,18 @@ def test_no_bias_where_upstream_has_none(net4x):
     assert "feature_fuse.conv.0.bias" not in sd
 
 
+def _spec(n_outputs: int = 3):
+    return dataclasses.replace(SPEC, profiles={**SPEC.profiles, "smoke": _profile(n_outputs)})
+
+
 def test_upstream_checkpoint_format_loads_strictly(net4x, tmp_path):
     # FLAVR's main.py saves {'epoch', 'state_dict', 'optimizer', 'lr'} from a DataParallel model
     path = tmp_path / "FLAVR_4x.pth"
     state = {"module." + k: v for k, v in net4x.state_dict().items()}
     torch.save({"epoch": 1, "state_dict": state, "lr": 2e-4}, path)
-
-    raw = torch.load(path, weights_only=True)[SPEC.checkpoint.nesting]
-    prefix = SPEC.checkpoint.strip_prefix
-    sd = {k.removeprefix(prefix): v for k, v in raw.items()}
+    weights = checkpoint.load_checkpoint(_spec(), path)
     torch.manual_seed(1)  # a different init, so equal outputs prove the load
-    fresh = network.build(_profile(), sd)
-    fresh.load_state_dict(sd, strict=True)
+    fresh = checkpoint.build_network(_spec(), "smoke", weights)
 
     x = _frames(batch=2)
     with torch.no_grad():
@@ -96,8 +98,7 @@ def test_upstream_checkpoint_format_loads_strictly(net4x, tmp_path):
 
 def test_2x_checkpoint_builds_the_2x_variant(sd2x):
     assert len(sd2x) == 59 and "encoder.stem.0.bias" not in sd2x
-    net = network.build(_profile(n_outputs=1), sd2x)
-    net.load_state_dict(sd2x, strict=True)
+    net = checkpoint.build_network(_spec(n_outputs=1), "smoke", checkpoint.Weights(sd2x))
     assert net.variant == "2x" and net.n_outputs == 1
     with torch.no_grad():
         out = net(*_frames())
@@ -108,8 +109,7 @@ def test_8x_checkpoint_builds_the_8x_variant(net4x):
     sd = dict(net4x.state_dict())
     sd["outconv.1.weight"] = torch.zeros(21, 64, 7, 7)
     sd["outconv.1.bias"] = torch.zeros(21)
-    net = network.build(_profile(n_outputs=7), sd)
-    net.load_state_dict(sd, strict=True)
+    net = checkpoint.build_network(_spec(n_outputs=7), "smoke", checkpoint.Weights(sd))
     assert net.variant == "8x" and net.n_outputs == 7
 
 
@@ -119,21 +119,20 @@ def test_2x_checkpoint_for_the_4x_spec_is_named(sd2x):
         network.build(_profile(), sd2x)
 
 
-def test_2x_state_dict_into_the_4x_network_names_the_keys(net4x, sd2x):
-    with pytest.raises(RuntimeError) as err:
-        copy.deepcopy(net4x).load_state_dict(sd2x, strict=True)  # a failed load still copies
-    message = str(err.value)
-    assert "Missing key(s)" in message and "encoder.stem.0.bias" in message
-    assert "size mismatch for outconv.1.weight" in message
+def test_2x_checkpoint_through_the_loader_names_the_file(sd2x):
+    with pytest.raises(CheckpointError, match=r"^FLAVR_2x\.pth: the checkpoint holds FLAVR 2x"):
+        checkpoint.build_network(_spec(), "smoke", checkpoint.Weights(sd2x), "FLAVR_2x.pth")
 
 
-def test_foreign_state_dict_is_rejected_with_key_lists(net4x):
+def test_foreign_state_dict_is_rejected_with_key_lists():
     foreign = {"fc.weight": torch.zeros(400, 512), "fc.bias": torch.zeros(400)}
-    with pytest.raises(RuntimeError) as err:
-        copy.deepcopy(net4x).load_state_dict(foreign, strict=True)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.build_network(_spec(), "smoke", checkpoint.Weights(foreign), "r3d18.pth")
     message = str(err.value)
-    assert "Unexpected key(s)" in message and "fc.weight" in message
-    assert "Missing key(s)" in message and "outconv.1.weight" in message
+    assert message.startswith("r3d18.pth: does not match flavr's upstream checkpoint")
+    # no encoder.stem.0.bias: the loader builds the bias-free encoder and lists its keys
+    assert re.search(r"missing keys \(\d+\): encoder\.stem\.0\.weight", message)
+    assert "unexpected keys (2): fc.weight, fc.bias" in message
 
 
 def test_seeded_network_is_not_degenerate(net4x):

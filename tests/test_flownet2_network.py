@@ -1,11 +1,10 @@
 """FlowNet2's network against upstream's checkpoint format and facts."""
-import io
-
 import pytest
 import torch
 
+from harness import checkpoint
 from harness.registry import get
-from harness.spec import Profile
+from harness.spec import CheckpointError, Profile
 from models.flownet2.network import identify_foreign
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -53,35 +52,31 @@ def test_output_shape_and_not_degenerate(flow):
     assert flow.std() > 1e-3
 
 
-def test_upstream_checkpoint_file_loads_strictly_and_reproduces(network, inputs, flow):
-    # upstream's main.py saves {'epoch', 'state_dict', 'best_EPE'}; in memory, as 650 MB
-    # written to a shared disk would dominate the test
-    file = io.BytesIO()
-    torch.save({"epoch": 1, "state_dict": network.state_dict(), "best_EPE": 2.15}, file)
-    file.seek(0)
-    checkpoint = torch.load(file, weights_only=True)
-    assert set(checkpoint) == {"epoch", "state_dict", "best_EPE"}
-    state = checkpoint[SPEC.checkpoint.nesting]
-    torch.manual_seed(123)  # a different initialisation, overwritten by the load
-    fresh = SPEC.build_network(SPEC.profile("smoke"), state)
-    fresh.load_state_dict(state, strict=True)
+def test_upstream_state_dict_loads_strictly_and_reproduces(network, inputs, flow):
+    # through the harness's loader from memory: the file format ({'epoch', 'state_dict',
+    # 'best_EPE'}) is read in test_checkpoints.py, and 650 MB per file would dominate here
+    torch.manual_seed(123)  # build_network seeds its own init, overwritten by the load
+    fresh = checkpoint.build_network(SPEC, "smoke", checkpoint.Weights(dict(network.state_dict())))
     with torch.no_grad():
         torch.testing.assert_close(fresh(*inputs), flow, rtol=0, atol=0)
 
 
 def test_foreign_state_dict_fails_with_key_lists(network):
-    # loading a network's own tensors back into it changes nothing before the error
     # FlowNet2-CS: upstream's first two stages only
     state = network.state_dict()
     partial = {k: v for k, v in state.items() if k.startswith(("flownetc.", "flownets_1."))}
-    assert identify_foreign(partial) == "FlowNet2-CS (upstream models.FlowNet2CS)"
-    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*flownetfusion\.conv0\.0\.weight"):
-        network.load_state_dict(partial, strict=True)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.build_network(SPEC, "smoke", checkpoint.Weights(partial), "FlowNet2-CS_checkpoint.pth.tar")
+    message = str(err.value)
+    assert message.startswith("FlowNet2-CS_checkpoint.pth.tar: does not match flownet2's upstream checkpoint")
+    assert "It looks like a FlowNet2-CS (upstream models.FlowNet2CS) checkpoint." in message
+    missing = [k for k in state if k not in partial]
+    assert f"missing keys ({len(missing)}): {missing[0]}" in message
 
-    # DataParallel's 'module.' prefix that the spec does not strip
+    # DataParallel's 'module.' prefix, which upstream's FlowNet2 checkpoint does not carry
     prefixed = {f"module.{k}": v for k, v in state.items()}
-    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*module\.flownetc"):
-        network.load_state_dict(prefixed, strict=True)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(220\): module\.flownetc\."):
+        checkpoint.build_network(SPEC, "smoke", checkpoint.Weights(prefixed), "wrapped.pth.tar")
 
 
 def test_identify_foreign_names_siblings_and_not_itself(network):

@@ -128,3 +128,28 @@ def test_upsample_by_4_matches_upstream_nn_upsample_and_onnx(rng, mode):
     np.testing.assert_array_equal(out.numpy(), expected.numpy())
     exported = onnx_run(lambda t: upsample4(t, mode), x)
     np.testing.assert_allclose(exported, expected.numpy(), atol=1e-6)
+
+
+def test_resample2d_indices_stay_in_the_image_at_bf16():
+    # bf16 rounds 1023 to 1024: a bound clamped as a float let the last column index past the row
+    w = 1024
+    image = torch.arange(2 * w, dtype=torch.float32).reshape(1, 1, 2, w).to(torch.bfloat16)
+    flow = torch.zeros(1, 2, 2, w, dtype=torch.bfloat16)
+    flow[0, 0] = 7.0  # every pixel samples 7 columns to the right: the border for the last ones
+    out = resample2d(image, flow)
+    assert out.dtype == torch.bfloat16
+    np.testing.assert_array_equal(out[0, 0, :, -1].float().numpy(), image[0, 0, :, -1].float().numpy())
+
+
+def test_resample2d_nan_and_huge_flow_index_inside_the_image(rng):
+    image = torch.randn(1, 2, 5, 7, generator=rng)
+    flow = torch.zeros(1, 2, 5, 7)
+    flow[0, 0, 0, 0] = float("nan")
+    flow[0, 1, 1, 1] = 1e9
+    flow[0, 0, 2, 2] = -1e9
+    out = resample2d(image, flow)
+    assert torch.isnan(out[0, :, 0, 0]).all()
+    np.testing.assert_allclose(out[0, :, 1, 1].numpy(), image[0, :, -1, 1].numpy())  # bottom row
+    np.testing.assert_allclose(out[0, :, 2, 2].numpy(), image[0, :, 2, 0].numpy())  # left column
+    deployed = onnx_run(resample2d, image, flow)
+    np.testing.assert_allclose(deployed[0, :, 1:], out.numpy()[0, :, 1:], rtol=1e-6, atol=1e-6)

@@ -103,10 +103,6 @@ def test_foreign_state_dict_fails_with_key_lists(net):
     for name in ("convz1", "convr1", "convq1", "convz2", "convr2", "convq2"):
         w = raft[f"update_block.gru.{name}.weight"]
         raft[f"update_block.gru.{name}.weight"] = w[:, :384]
-    fresh = build(SMOKE)
-    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*att\.to_qk\.weight"):
-        fresh.load_state_dict(raft, strict=True)
-
     with pytest.raises(CheckpointError) as err:
         build_network(SPEC, "smoke", dataclasses.replace(seeded_weights(), state_dict=raft), "raft-sintel.pth")
     message = str(err.value)

@@ -13,13 +13,16 @@ def options(**overrides):
     defaults = dict(backend=None, precision=None, soc=None, devices="0", profile="smoke", weights_dir=None,
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
                     report_dir="reports", save_outputs=None, baseline=None, fps_regression=0.10,
-                    perf_seconds=2.0)
+                    accept_bad_items=None, workers=None, warmup=None, loop=None)
     return SimpleNamespace(**{**defaults, **overrides})
 
 
 def test_defaults_run_onnxruntime_fp32_smoke_on_every_model():
+    from harness.backends.onnxruntime import OnnxRuntimeBackend
+
     run = resolve_options(options())
-    assert run.backends == ("onnxruntime",) and run.precision == "fp32" and run.profile == "smoke"
+    assert run.backends == ("onnxruntime",) and run.precision is None and run.profile == "smoke"
+    assert OnnxRuntimeBackend.from_options(run).precision == "fp32", "each backend's own default"
     assert run.models is None and run.batch_sizes is None and run.devices == (0,)
 
 
@@ -34,7 +37,16 @@ def test_lists_are_parsed():
     ({"batch_sizes": "0"}, "batch sizes must be >= 1"),
     ({"models": "flavr,nope"}, "--models: unknown nope; registered: "),
     ({"backend": "tpu"}, "unknown tpu; choose from"),
-    ({"backend": "ascend"}, "--backend ascend needs --soc NAME"),
+    ({"backend": "ascend"}, "--backend ascend needs an Ascend --soc"),
+    ({"backend": "ascend", "soc": "T4"}, "--soc T4 is not one"),
+    ({"soc": "H100"}, "--soc H100: no model has a reference table for it; known: Ascend310, Ascend310P3, T4"),
+    ({"soc": ""}, "--soc: empty value"),
+    ({"weights_dir": ""}, "--weights-dir: empty value"),
+    ({"data_root": ""}, "--data-root: empty value"),
+    ({"models": ","}, "--models ',': empty"),
+    ({"backend": ""}, "--backend '': empty"),
+    ({"loop": 0}, "--loop must be >= 1"),
+    ({"workers": 0}, "--workers must be >= 1"),
     ({"limit": 0}, "--limit must be >= 1"),
     ({"data_root": "/nonexistent/data"}, "--data-root /nonexistent/data: not a directory"),
     ({"baseline": "/nonexistent/results.json"}, "no such file"),
@@ -68,6 +80,13 @@ def test_seed_out_of_memory_rows_are_expected_failures_on_that_soc():
     on_soc = {p.id: p.marks for p in batch_cases(specs, RunConfig(soc="Ascend310P3", profile="full"))}
     assert [m.kwargs["reason"] for m in on_soc["flownet2-bs8"]] == [
         "the seed records out of memory on Ascend310P3 at batch size 8"]
+    assert on_soc["flownet2-bs8"][0].kwargs["raises"] is MemoryError, "only out of memory is expected there"
     assert on_soc["gma-bs16"] and not on_soc["gma-bs8"] and not on_soc["flownet2-bs4"]
     on_cpu = batch_cases(specs, RunConfig(profile="full"))
     assert not any(p.marks for p in on_cpu), "without --soc no reference row applies"
+
+
+def test_the_reference_table_is_chosen_apart_from_the_backend():
+    """The Efficient-3DCNNs seed has a T4 column: any backend may be compared with it."""
+    run = resolve_options(options(soc="T4"))
+    assert run.backends == ("onnxruntime",) and run.soc == "T4"

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.checkpoint import build_network, load_checkpoint
+from harness.checkpoint import Weights, build_network, load_checkpoint
 from harness.registry import get
 from harness.spec import CheckpointError
 from models.slowfast import network
@@ -101,8 +101,11 @@ def test_other_fusion_kernel_is_a_shape_mismatch(net):
     # slowfast_r50_4x16x1: same keys, lateral kernel 5 and speed ratio 8
     state = dict(net.state_dict())
     state["backbone.slow_path.conv1_lateral.conv.weight"] = torch.zeros(16, 8, 5, 1, 1)
-    with pytest.raises(RuntimeError, match=r"size mismatch for backbone\.slow_path\.conv1_lateral"):
-        network.build(SMOKE).load_state_dict(state, strict=True)
+    ours = tuple(net.state_dict()["backbone.slow_path.conv1_lateral.conv.weight"].shape)
+    with pytest.raises(CheckpointError) as err:
+        build_network(SPEC, "smoke", Weights(state), "slowfast_r50_4x16x1.pth")
+    assert str(err.value).endswith("shape mismatches (1): backbone.slow_path.conv1_lateral.conv.weight: "
+                                   f"checkpoint (16, 8, 5, 1, 1) vs network {ours}")
 
 
 def test_identify_foreign(net):

@@ -2,16 +2,30 @@
 
 ``AscendBackend(precision, device, soc='Ascend310P3')``: ``soc`` is ATC's ``--soc_version`` (what
 ``npu-smi info`` shows as Name, prefixed 'Ascend'; None means the seeds' Ascend310P3), ``device``
-the NPU id InferSession loads on.
+the NPU id InferSession loads on. :meth:`AscendBackend.from_options` builds it from a run's
+``--precision``, ``--devices`` and ``--soc``.
+
+Before ``atc``, the spec's ``atc_graph_passes`` run over the ONNX (harness/backends/onnx_passes.py:
+the seeds' int64 -> int32 fixes), and ``atc_keep_fp32`` becomes the ``--keep_dtype`` file.
 
 Precision: ATC's default precision mode on inference SoCs is fp16 (operators that support both
 fp16 and fp32 run in fp16), so 'default' reports 'fp16'. 'fp32' passes
 ``--precision_mode=force_fp32``; on CANN >= 6.2 that makes cube operators (Conv, MatMul) take
 fp16 inputs and accumulate into fp32 outputs where the SoC has no fp32 cube path, and vector
 operators run in fp32 -- the closest to fp32 the 310P offers, so it is reported as 'fp32'.
+
+ais_bench: both API generations of ``ais_bench.infer.interface.InferSession`` are supported. The
+Ascend/tools one the seeds link (ais-bench_workload/tool/ais_bench) has ``sumary()`` and
+``finalize()`` and no ``free_resource()``; the later msit one has ``summary()`` and
+``free_resource()``. A session closes with ``finalize()`` where present, else
+``free_resource()``. Compute time is aclruntime's ``exec_time_list``: one float per execute, the
+milliseconds around ``aclmdlExecute`` (ModelInferenceProcessor::Execute); host-to-device and
+device-to-host copies come from ``MemorySummary`` where the interface has it.
 """
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +34,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from harness.backends import onnx_passes
 from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
 
 SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
@@ -29,6 +44,8 @@ DEFAULT_SOC = "Ascend310P3"  # the seeds' SoC
 # compile() writes spec.atc_keep_fp32 here, in ATC's temporary working directory: ATC reads it
 # only while converting, and the cache moves just the .om (the lines are part of its cache key)
 KEEP_DTYPE_CFG = "keep_dtype.cfg"
+DRIVER_VERSION_INFO = Path("/usr/local/Ascend/driver/version.info")
+
 
 def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence[int]], soc: str,
                 output_stem: str | Path, precision: str = "default",
@@ -58,8 +75,23 @@ def static_input_shapes(spec, profile: str, batch_size: int) -> dict[str, tuple[
 
 
 def _summary(session):
-    # ais_bench renamed sumary() to summary(); both return aclruntime's summary object
+    # Ascend/tools' InferSession has sumary() only; msit's spells it summary()
     return session.summary() if hasattr(session, "summary") else session.sumary()
+
+
+def _duration_ms(entry) -> float:
+    # aclruntime records one float per execute (ms); a (start, end) pair is read as its span
+    if isinstance(entry, (tuple, list)):
+        return float(entry[1] - entry[0])
+    return float(entry)
+
+
+def _memory_summary():
+    try:
+        from ais_bench.infer.interface import MemorySummary
+    except ImportError:  # an interface without transfer timing
+        return None
+    return MemorySummary
 
 
 class _AisBenchSession(Session):
@@ -67,9 +99,12 @@ class _AisBenchSession(Session):
         self._session = session
         self._inputs = list(input_names)
         self._outputs = [meta.name for meta in session.get_outputs()]
+        self._transfers = _memory_summary()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self._inputs]
+        if self._transfers is not None:
+            self._transfers.reset()  # the lists are process-wide; keep this run's copies only
         try:
             outputs = self._session.infer(arrays, mode="static")
         except RuntimeError as error:
@@ -80,27 +115,79 @@ class _AisBenchSession(Session):
 
     def last_compute_ms(self) -> float | None:
         times = _summary(self._session).exec_time_list
-        if not times:
+        return _duration_ms(times[-1]) if times else None
+
+    def compute_times_ms(self) -> list[float]:
+        """Every execute's compute time since the session opened, as ais_bench's summary has it."""
+        return [_duration_ms(t) for t in _summary(self._session).exec_time_list]
+
+    def last_transfer_ms(self) -> dict[str, float] | None:
+        """Host-to-device and device-to-host copy time of the last run, where ais_bench has it."""
+        if self._transfers is None:
             return None
-        last = times[-1]
-        # aclruntime records (start_ms, end_ms) per run; older docs show a bare duration
-        if isinstance(last, (tuple, list)):
-            return float(last[1] - last[0])
-        return float(last)
+        h2d, d2h = self._transfers.get_H2D_time_list(), self._transfers.get_D2H_time_list()
+        if not h2d and not d2h:
+            return None
+        return {"h2d_ms": float(sum(h2d)), "d2h_ms": float(sum(d2h))}
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.free_resource()
-            self._session = None
+        if self._session is None:
+            return
+        session, self._session = self._session, None
+        if hasattr(session, "finalize"):
+            session.finalize()
+        else:
+            session.free_resource()
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _npu_smi(*args: str) -> str:
+    if shutil.which("npu-smi") is None:
+        return ""
+    try:
+        done = subprocess.run(["npu-smi", "info", *args], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def npu_smi_versions(device: int) -> dict[str, str]:
+    """Driver and firmware versions as npu-smi reports them ('absent' where it says nothing).
+
+    ``npu-smi info`` heads its table with ``npu-smi <v>  Version: <driver>``; ``npu-smi info -t
+    board -i <id>`` lists ``Firmware Version : <v>`` for one NPU.
+    """
+    table = _npu_smi()
+    driver = re.search(r"Version:\s*([\w.\-]+)", table)
+    board = _npu_smi("-t", "board", "-i", str(device))
+    firmware = re.search(r"Firmware Version\s*:\s*([\w.\-]+)", board)
+    versions = {"driver": driver.group(1) if driver else "absent",
+                "firmware": firmware.group(1) if firmware else "absent"}
+    if versions["driver"] == "absent" and DRIVER_VERSION_INFO.exists():
+        for line in DRIVER_VERSION_INFO.read_text(errors="replace").splitlines():
+            if line.startswith("Version="):
+                versions["driver"] = line.split("=", 1)[1].strip()
+    return versions
 
 
 class AscendBackend(Backend):
     name = "ascend"
     artifact_suffix = ".om"
+    default_precision = "default"  # the seeds ran ATC's default (fp16)
 
-    def __init__(self, precision: str = "fp32", device: int = 0, soc: str | None = DEFAULT_SOC):
+    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC):
         super().__init__(precision, device)
         self.soc = soc or DEFAULT_SOC
+
+    @classmethod
+    def from_options(cls, config) -> "AscendBackend":
+        return cls(precision=config.precision, device=config.device, soc=config.soc)
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -137,6 +224,18 @@ class AscendBackend(Backend):
         return {"cann": self._cann_version(), "soc": self.soc,
                 "precision_mode": "force_fp32" if self.requested_precision == "fp32" else "default"}
 
+    def compile_key(self, spec) -> dict:
+        return {**super().compile_key(spec),
+                "atc_flags": [spec.atc_input_format, *spec.atc_extra_args],
+                "keep_fp32": list(spec.atc_keep_fp32),
+                "graph_passes": list(spec.atc_graph_passes),
+                "graph_passes_source": onnx_passes.source_digest() if spec.atc_graph_passes else None}
+
+    def environment(self) -> dict:
+        return {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
+                "ais_bench": _distribution_version("ais_bench"),
+                "aclruntime": _distribution_version("aclruntime")}
+
     @property
     def precision(self) -> str:
         return "fp32" if self.requested_precision == "fp32" else "fp16"
@@ -146,10 +245,13 @@ class AscendBackend(Backend):
         self._require()
         onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()
         stem = out_path.with_suffix("") if out_path.suffix == ".om" else out_path
-        command = atc_command(spec, onnx_path, input_shapes, self.soc, stem,
-                              self.requested_precision)
         # ATC leaves fusion_result.json and kernel_meta/ in its working directory
         with tempfile.TemporaryDirectory(prefix="atc-") as workdir:
+            model = onnx_path
+            if spec.atc_graph_passes:
+                model = onnx_passes.apply_passes(onnx_path, spec.atc_graph_passes,
+                                                 Path(workdir) / f"{onnx_path.stem}_passed.onnx")
+            command = atc_command(spec, model, input_shapes, self.soc, stem, self.requested_precision)
             if spec.atc_keep_fp32:
                 (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(spec.atc_keep_fp32) + "\n")
             done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)

@@ -48,14 +48,38 @@ class Session(ABC):
 
 
 class Backend(ABC):
+    """A deployed runtime. A backend owns everything particular to it: how it is built from the
+    run's options (:meth:`from_options`), its default precision, what its compiled artifact
+    depends on (:meth:`compile_key`), the compile options it reads from a spec, and its versions."""
+
     name: str = ""
     artifact_suffix: str = ""  # '' when the runtime compiles in memory from the ONNX itself
+    default_precision: str = "fp32"  # what --precision means when not given
 
-    def __init__(self, precision: str = "fp32", device: int = 0):
+    def __init__(self, precision: str | None = None, device: int = 0):
+        precision = precision or self.default_precision
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.requested_precision = precision
         self.device = device
+
+    @classmethod
+    def from_options(cls, config) -> "Backend":
+        """This backend as the run's options (a :class:`harness.config.RunConfig`) ask for it."""
+        return cls(precision=config.precision, device=config.device)
+
+    @property
+    def compiles_ahead(self) -> bool:
+        """True when :meth:`compile` writes an artifact the caller caches (an .om, engine, IR)."""
+        return bool(self.artifact_suffix)
+
+    def compile_key(self, spec) -> dict:
+        """Everything besides the ONNX and the shapes that determines the compiled artifact."""
+        return {"precision": self.requested_precision, "versions": self.versions()}
+
+    def environment(self) -> dict:
+        """Versions and hardware that decide this backend's figures, for the report."""
+        return {**self.versions(), "device": self.device}
 
     @classmethod
     @abstractmethod

@@ -11,6 +11,7 @@ every frame shares).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +70,15 @@ def open_dataset(
     folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     first = folders[0] if folders else "<n>"
     require_layout(root, [f"{first}/{name}" for name in (*INPUT_FRAMES, TARGET_FRAME)], LAYOUT)
-    crop = tuple(protocol["crop_hw"])
-    input_names = list(profile.inputs)
-
-    def load(item: Item) -> list[Sample]:
-        frames = [load_frame(item.path / name, crop) for name in INPUT_FRAMES]
-        target = load_frame(item.path / TARGET_FRAME, crop)
-        return [Sample(id=item.id, inputs=dict(zip(input_names, frames)), target=target)]
-
+    load = partial(_load, crop=tuple(protocol["crop_hw"]), input_names=list(profile.inputs))  # picklable
     items = [Item(id=f"{DATASET_DIR}/{name}", path=root / name) for name in folders]
     return IndexedDataset(root, items, load, limit=limit, generated=generated)
+
+
+def _load(item: Item, crop: tuple[int, int], input_names: list[str]) -> list[Sample]:
+    frames = [load_frame(item.path / name, crop) for name in INPUT_FRAMES]
+    target = load_frame(item.path / TARGET_FRAME, crop)
+    return [Sample(id=item.id, inputs=dict(zip(input_names, frames)), target=target)]
 
 
 def _render(height: int, width: int, t: float, scene: dict) -> np.ndarray:

@@ -7,6 +7,7 @@ back to the ground truth's size and averages the per-image mean end-point error.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -49,14 +50,14 @@ def open_dataset(
     root: Path, profile: Profile, protocol: dict, limit: int | None, generated: bool = False
 ) -> IndexedDataset:
     items = list_pairs(Path(root), protocol["passes"])
-    size = tuple(profile.inputs["x1"][1:])
-
-    def load(item: Item) -> Iterator[Sample]:
-        img1, img2, flow = load_pair(item)
-        x1, x2, target = preprocess(img1, img2, flow, size, protocol)
-        yield Sample(id=item.id, inputs={"x1": x1, "x2": x2}, target=target)
-
+    load = partial(_load, size=tuple(profile.inputs["x1"][1:]), protocol=protocol)  # picklable
     return IndexedDataset(root, items, load, limit=limit, generated=generated)
+
+
+def _load(item: Item, size: tuple[int, int], protocol: Mapping) -> Iterator[Sample]:
+    img1, img2, flow = load_pair(item)
+    x1, x2, target = preprocess(img1, img2, flow, size, protocol)
+    yield Sample(id=item.id, inputs={"x1": x1, "x2": x2}, target=target)
 
 
 def generate(root: Path, profile: Profile, protocol: dict) -> None:

@@ -75,22 +75,35 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat(planes, dim=1)
 
 
+def _clamp_index(index: torch.Tensor, high: int) -> torch.Tensor:
+    """An int64 index clamped to 0..high with comparisons, which ONNX defines on integers at
+    opset 11 (Clip, Min and Max take integers only from opset 12)."""
+    index = torch.where(index < 0, torch.zeros_like(index), index)
+    return torch.where(index > high, torch.full_like(index, high), index)
+
+
 def resample2d(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Bilinear sample of ``image`` [B, C, H, W] at (x + u, y + v); ``flow`` [B, 2, H, W] = (u, v).
 
     Upstream's kernel clamps each corner's integer coordinate into the image and keeps the
     fractional weights, which equals border padding (grid_sample, align_corners=True).
+
+    The corner indices are computed and clamped as integers: the pixel grid as an int64 ramp
+    plus ``floor(flow)``. Done in floating point, a runtime that lowers the graph to bf16
+    (8 significant bits) rounds ``x + u`` and the bound ``w - 1`` (1023 -> 1024) so that a
+    clamped index lands past the row, and a NaN flow casts to an arbitrary integer; both made
+    GatherElements read out of bounds (OpenVINO bf16 on 448x1024 Sintel). Clamping after the
+    cast keeps every index inside the image at any precision. The fractional weights are taken
+    from the flow alone, so they keep the flow's own precision instead of that of ``x + u``.
     """
     b, c, h, w = image.shape
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) + flow[:, 0]
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1) + flow[:, 1]
-    x0, y0 = torch.floor(xs), torch.floor(ys)
-    alpha, beta = xs - x0, ys - y0
-    # clamp as floats: ONNX Clip takes no integers before opset 12
-    left = x0.clamp(0, w - 1).long()
-    right = (x0 + 1).clamp(0, w - 1).long()
-    top = y0.clamp(0, h - 1).long()
-    bottom = (y0 + 1).clamp(0, h - 1).long()
+    u, v = flow[:, 0], flow[:, 1]
+    floor_u, floor_v = torch.floor(u), torch.floor(v)
+    alpha, beta = u - floor_u, v - floor_v
+    x0 = torch.arange(w, dtype=torch.int64, device=flow.device).view(1, 1, w) + floor_u.long()
+    y0 = torch.arange(h, dtype=torch.int64, device=flow.device).view(1, h, 1) + floor_v.long()
+    left, right = _clamp_index(x0, w - 1), _clamp_index(x0 + 1, w - 1)
+    top, bottom = _clamp_index(y0, h - 1), _clamp_index(y0 + 1, h - 1)
     flat = image.reshape(b, c, h * w)
 
     def corner(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ with end-point error below 1 px (``px1_<pass>``, percent) and the mean EPE over 
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -72,14 +73,14 @@ def open_dataset(
     root: Path, profile: Profile, protocol: dict, limit: int | None, generated: bool = False
 ) -> IndexedDataset:
     items = list_pairs(Path(root), protocol["passes"])
-    input_hw = tuple(profile.inputs[INPUTS[0]][1:])
-
-    def load(item: Item) -> Iterator[Sample]:
-        img1, img2, flow = load_pair(item)
-        x1, x2, target = preprocess(img1, img2, flow, input_hw, protocol)
-        yield Sample(id=item.id, inputs={INPUTS[0]: x1, INPUTS[1]: x2}, target=target)
-
+    load = partial(_load, input_hw=tuple(profile.inputs[INPUTS[0]][1:]), protocol=protocol)  # picklable
     return IndexedDataset(root, items, load, limit=limit, generated=generated)
+
+
+def _load(item: Item, input_hw: tuple[int, int], protocol: Mapping) -> Iterator[Sample]:
+    img1, img2, flow = load_pair(item)
+    x1, x2, target = preprocess(img1, img2, flow, input_hw, protocol)
+    yield Sample(id=item.id, inputs={INPUTS[0]: x1, INPUTS[1]: x2}, target=target)
 
 
 def generate(root: Path, profile: Profile, protocol: dict) -> None:

@@ -31,6 +31,7 @@ so no published verdict is drawn from it.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import av
@@ -155,7 +156,8 @@ def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None
     (num_classes,) = profile.outputs["class"]
     entries = read_list(root / protocol["list_file"], num_classes)
     items = [Item(rel, root / protocol["videos_dir"] / rel, label) for rel, label in entries]
-    return IndexedDataset(root, items, lambda item: _load_video(item, protocol, num_clips), limit, generated)
+    load = partial(_load_video, protocol=protocol, num_clips=num_clips)  # picklable, for worker processes
+    return IndexedDataset(root, items, load, limit, generated)
 
 
 def new_scorer(profile: Profile, protocol: dict) -> VideoClassificationScorer:

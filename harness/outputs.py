@@ -1,0 +1,169 @@
+"""Outputs of a network over a dataset: batching, the PyTorch forward, an on-disk store per
+sample, and the streaming comparison of deployed outputs with PyTorch's.
+
+An :class:`OutputStore` holds one ``.npz`` per sample id (``<root>/<sample-id>.npz``, one array
+per ONNX output name): the layout ``--save-outputs`` promises, and what a user's own test reads.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from harness.spec import Elementwise, Sample
+
+
+def batches(samples: Iterable[Sample], batch_size: int, input_names: Sequence[str]
+            ) -> Iterator[tuple[list[Sample], dict[str, np.ndarray]]]:
+    """Stack samples into batches; the last one is padded by repeating its last sample, since
+    compiled artifacts have a static batch size. Only the real samples are returned with it."""
+    pending: list[Sample] = []
+
+    def stack(group: list[Sample]) -> dict[str, np.ndarray]:
+        padded = group + [group[-1]] * (batch_size - len(group))
+        return {n: np.ascontiguousarray(np.stack([s.inputs[n] for s in padded]), dtype=np.float32)
+                for n in input_names}
+
+    for sample in samples:
+        pending.append(sample)
+        if len(pending) == batch_size:
+            yield pending, stack(pending)
+            pending = []
+    if pending:
+        yield pending, stack(pending)
+
+
+def torch_forward(network: torch.nn.Module, feeds: Mapping[str, np.ndarray],
+                  output_names: Sequence[str]) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        result = network(*(torch.from_numpy(np.ascontiguousarray(a)) for a in feeds.values()))
+    if isinstance(result, torch.Tensor):
+        result = (result,)
+    return {name: t.numpy() for name, t in zip(output_names, result)}
+
+
+def split(outputs: Mapping[str, np.ndarray], count: int) -> list[dict[str, np.ndarray]]:
+    """Batched outputs -> one dict per real sample (padding rows dropped)."""
+    return [{n: np.asarray(a[i]) for n, a in outputs.items()} for i in range(count)]
+
+
+class OutputStore:
+    """Outputs per sample id on disk, written atomically (safe when xdist workers share it)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, sample_id: str) -> Path:
+        return self.root / f"{sample_id}.npz"
+
+    def __contains__(self, sample_id: str) -> bool:
+        return self.path(sample_id).exists()
+
+    def put(self, sample_id: str, outputs: Mapping[str, np.ndarray]) -> None:
+        path = self.path(sample_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **outputs)
+        os.replace(tmp, path)
+
+    def get(self, sample_id: str) -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path(sample_id)) as arrays:
+                return {n: arrays[n] for n in arrays.files}
+        except FileNotFoundError:
+            raise KeyError(f"{self.root}: no outputs stored for sample {sample_id!r}") from None
+
+    def ids(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root))[:-len(".npz")] for p in self.root.rglob("*.npz")
+                      if not p.name.startswith("."))
+
+
+def nonfinite(outputs: Mapping[str, np.ndarray]) -> list[str]:
+    """Names of the outputs holding NaN or Inf."""
+    return [n for n, a in outputs.items() if not np.isfinite(a).all()]
+
+
+@dataclass
+class ElementwiseStats:
+    """Streaming element-wise comparison of deployed outputs with the PyTorch reference:
+    |deployed - reference| <= atol + rtol * |reference| for every element."""
+
+    tolerance: Elementwise
+    elements: int = 0
+    outside: int = 0
+    max_abs: float = 0.0
+    max_ref: float = 0.0
+    worst: str = ""  # 'sample-id/output' with the largest |d|
+    worst_sample: str = ""
+
+    def add(self, sample_id: str, reference: Mapping[str, np.ndarray], deployed: Mapping[str, np.ndarray]) -> None:
+        for name, ref in reference.items():
+            if name not in deployed:
+                raise AssertionError(f"{sample_id}: the deployed model returned no output {name!r} "
+                                     f"(it returned {', '.join(deployed) or 'nothing'})")
+            got = np.asarray(deployed[name], dtype=np.float64)
+            ref = np.asarray(ref, dtype=np.float64)
+            if got.shape != ref.shape:
+                raise AssertionError(f"{sample_id}/{name}: deployed shape {got.shape} != reference {ref.shape}")
+            diff = np.abs(got - ref)
+            bound = self.tolerance.atol + self.tolerance.rtol * np.abs(ref)
+            self.elements += diff.size
+            self.outside += int((~(diff <= bound)).sum())  # NaN counts as outside
+            peak = float(np.max(diff)) if np.isfinite(diff).all() else math.inf
+            if peak > self.max_abs or not self.worst:
+                self.max_abs, self.worst, self.worst_sample = max(peak, self.max_abs), f"{sample_id}/{name}", sample_id
+            self.max_ref = max(self.max_ref, float(np.nanmax(np.abs(ref))) if ref.size else 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.elements > 0 and self.outside == 0
+
+    def message(self) -> str:
+        if not self.elements:
+            return "no elements compared (no samples)"
+        return (f"{self.outside}/{self.elements} elements outside |d| <= {self.tolerance.atol:g} + "
+                f"{self.tolerance.rtol:g}|ref|, max |d| {self.max_abs:.3g} at {self.worst}")
+
+    def as_dict(self) -> dict:
+        return {"rtol": self.tolerance.rtol, "atol": self.tolerance.atol, "elements": self.elements,
+                "outside_tolerance": self.outside, "max_abs_diff": self.max_abs,
+                "max_abs_reference": self.max_ref, "worst": self.worst, "passed": self.passed}
+
+
+@dataclass
+class ReferenceRun:
+    """The PyTorch reference over the dataset: outputs per sample, its metrics, what was read."""
+
+    store: OutputStore
+    sample_ids: list[str]
+    metrics: dict[str, float]
+    dataset: dict
+    nonfinite: dict[str, list[str]] = field(default_factory=dict)  # sample id -> outputs with NaN/Inf
+    computed: int = 0  # samples the PyTorch network ran on in this process (0: all from the cache)
+
+    def get(self, sample_id: str) -> dict[str, np.ndarray]:
+        """One sample's outputs by ONNX output name."""
+        return self.store.get(sample_id)
+
+
+@dataclass
+class DeployedRun:
+    """One deployed model x batch size over the dataset, compared with the reference in lockstep."""
+
+    store: OutputStore
+    sample_ids: list[str]
+    metrics: dict[str, float]
+    elementwise: ElementwiseStats
+    agreement: dict[str, float]
+    dataset: dict
+    nonfinite: dict[str, list[str]] = field(default_factory=dict)
+    first_batch: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None  # feeds, outputs
+
+    def get(self, sample_id: str) -> dict[str, np.ndarray]:
+        """One sample's outputs by ONNX output name."""
+        return self.store.get(sample_id)

@@ -1,0 +1,202 @@
+"""Preprocessed samples cached on disk, one entry per dataset item, read back memory-mapped.
+
+This is the seeds' ``.bin`` step done once: an item (a video, a frame folder, a Sintel pair) is
+decoded and preprocessed the first time any run needs it, and every later pass -- another batch
+size, another backend, the next night -- maps the stored tensors instead.
+
+Key of an entry, a sha256 over:
+
+* the dataset-level parts the caller gives (:class:`SampleCache` ``key_parts``): the model, the
+  profile's input shapes, the protocol, and :func:`harness.cache.source_hash` of the model's
+  package, i.e. the source of its data module and of every project module it imports
+  (``harness.sintel``, ``harness.datasets``, ...), so that a change to preprocessing code
+  invalidates the entries (see :func:`harness.stages.sample_cache_key`);
+* the item: its id, its ``meta`` (label, with paths made relative to the root), and the identity
+  of every file it reads: ``item.path`` (a file, or each regular file directly inside a folder of
+  frames) and each path in ``item.meta`` (Sintel's second frame and ``.flo``), each as
+  (path relative to the root, size, mtime_ns).
+
+File identity is size + modification time, the quick check of make and rsync: hashing the content
+would read every byte, the cost the cache exists to avoid. A rewrite that keeps both size and
+mtime_ns is not seen; delete ``<cache-dir>/samples`` to force a re-read.
+
+An entry is a folder ``<key>/`` with one ``.npy`` per input (and per array target) and
+``samples.pkl`` naming the samples (id, input names, non-array targets, pickled: the cache is
+written by this suite only). It is written in ``.tmp/`` and renamed into place, so concurrent
+``pytest -n`` workers and killed runs never leave a partial entry under its final name; the
+temporary folders of dead processes are removed when a cache is opened. Only items that loaded
+are stored: a missing or unreadable item is never an entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from harness.spec import Sample
+
+_INDEX = "samples.pkl"
+_TMP = ".tmp"
+_TARGET = "__target__"  # file name part of an array target, never an ONNX input name here
+_PROJECT_PACKAGES = ("harness", "models")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _meta_paths(meta: Any) -> list[Path]:
+    if isinstance(meta, Path):
+        return [meta]
+    if isinstance(meta, (tuple, list)):
+        return [p for m in meta for p in _meta_paths(m)]
+    return []
+
+
+def _canonical_meta(meta: Any, root: Path) -> Any:
+    if isinstance(meta, Path):
+        return _relative(meta, root)
+    if isinstance(meta, (tuple, list)):
+        return [_canonical_meta(m, root) for m in meta]
+    return meta
+
+
+def file_identity(item, root: Path) -> list[tuple[str, int, int]] | None:
+    """(relative path, size, mtime_ns) of each file the item reads, or None when one of them
+    cannot be stat'ed (the reader then reports the item as it would without a cache)."""
+    files: list[Path] = []
+    try:
+        if item.path.is_dir():
+            files += sorted(p for p in Path(item.path).iterdir() if p.is_file())
+        else:
+            files.append(Path(item.path))
+        files += _meta_paths(item.meta)
+        stats = [(f, f.stat()) for f in files]
+    except OSError:
+        return None
+    return [(_relative(f, root), s.st_size, s.st_mtime_ns) for f, s in stats]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SampleCache:
+    """The entries of one dataset under one preprocessing, in ``directory``.
+
+    ``key_parts`` is what determines the preprocessing besides the item itself
+    (:func:`harness.stages.sample_cache_key`).
+    """
+
+    def __init__(self, directory: Path, key_parts: Mapping[str, Any]):
+        self.directory = Path(directory)
+        self._prefix = json.dumps(key_parts, sort_keys=True, default=str)
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        tmp = self.directory / _TMP
+        if not tmp.is_dir():
+            return
+        for leftover in tmp.iterdir():
+            pid = leftover.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def entry(self, item, root: Path) -> Path | None:
+        """Where this item's samples are (or will be) stored; None when its files cannot be
+        identified, so that it is read without the cache."""
+        identity = file_identity(item, Path(root))
+        if identity is None:
+            return None
+        text = json.dumps([self._prefix, item.id, _canonical_meta(item.meta, Path(root)), identity],
+                          default=str)
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return self.directory / key[:2] / key
+
+
+def is_stored(entry: Path) -> bool:
+    return (entry / _INDEX).is_file()
+
+
+def write_entry(entry: Path, samples: Sequence[Sample]) -> None:
+    """Store samples under ``entry`` atomically; a concurrent writer of the same entry wins."""
+    tmp = entry.parent.parent / _TMP / f"{entry.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        index = []
+        for k, sample in enumerate(samples):
+            for name, array in sample.inputs.items():
+                np.save(tmp / f"{k}.{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+            if isinstance(sample.target, np.ndarray):
+                np.save(tmp / f"{k}.{_TARGET}.npy", sample.target, allow_pickle=False)
+                target = None
+            else:
+                target = sample.target
+            index.append((sample.id, list(sample.inputs), isinstance(sample.target, np.ndarray), target))
+        with open(tmp / _INDEX, "wb") as f:
+            pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            if not is_stored(entry):  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_entry(entry: Path) -> list[Sample]:
+    """The stored samples, their arrays memory-mapped read-only."""
+    with open(entry / _INDEX, "rb") as f:
+        index = pickle.load(f)
+    samples = []
+    for k, (sample_id, names, array_target, target) in enumerate(index):
+        inputs = {n: np.load(entry / f"{k}.{n}.npy", mmap_mode="r") for n in names}
+        if array_target:
+            target = np.load(entry / f"{k}.{_TARGET}.npy", mmap_mode="r")
+        samples.append(Sample(sample_id, inputs, target))
+    return samples
+
+
+def decode_item(load, item, entry: Path | None) -> list[Sample] | None:
+    """Run a reader's ``load`` on one item (in a worker process or inline).
+
+    With an entry, the samples are stored there and None is returned (the caller maps them, so
+    that no tensor is pickled between processes); without, the samples are returned.
+    """
+    samples = list(load(item))
+    if entry is None:
+        return samples
+    write_entry(entry, samples)
+    return None
+
+
+def init_worker() -> None:
+    """Initializer of a preprocessing worker process: one thread each, the pool uses every core."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
+def entries_in(directory: Path) -> Iterable[Path]:
+    """Every stored entry of a cache directory (for tests and the benchmark)."""
+    return (p.parent for p in Path(directory).glob(f"??/*/{_INDEX}"))

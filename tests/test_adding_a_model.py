@@ -1,0 +1,73 @@
+"""A sixth model costs one folder. A sandboxed copy of the project gets one new package,
+``models/tiny/`` (tests/tiny_model/: a one-block 3D CNN with its spec, reader and generator),
+and nothing else; the generic tests then run on it, green, and red when its card is wrong.
+
+The sandbox is a copy, not symlinks: the harness keys its cache by the source files under its
+own root (harness/cache.py PROJECT_ROOT, resolved), which must hold the new package. The copy's
+own conftest.py puts the copy first on sys.path, so ``--models=tiny`` (unknown in the real
+project) proves the run imported the sandbox's models."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+TINY = Path(__file__).resolve().with_name("tiny_model")
+PROJECT_FILES = ("conftest.py", "pytest.ini", "video_model_conformance.py", "harness", "fixtures", "models", "tests")
+GENERIC_TESTS = ("tests/test_accuracy.py", "tests/test_conformance.py", "tests/test_perf.py",
+                 "tests/test_checkpoints.py")
+_NOT_COPIED = shutil.ignore_patterns("__pycache__", "tiny_model")
+
+
+def _project_with_tiny(root: Path, spec_source: str | None = None) -> None:
+    """The project's code as it is, plus models/tiny/ (with ``spec_source`` as its spec.py if given)."""
+    for name in PROJECT_FILES:
+        source = PROJECT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=_NOT_COPIED)
+        else:
+            shutil.copy2(source, root / name)
+    shutil.copytree(TINY, root / "models" / "tiny", ignore=_NOT_COPIED)
+    if spec_source is not None:
+        (root / "models" / "tiny" / "spec.py").write_text(spec_source)
+
+
+def _run(pytester, *tests: str):
+    result = pytester.runpytest_subprocess(
+        *tests, "-v", "--models=tiny", "-p", "no:cacheprovider", f"--cache-dir={pytester.path / 'cache'}",
+        f"--report-dir={pytester.path / 'reports'}")
+    latest = pytester.path / "reports" / "latest" / "results.json"
+    result.results = json.loads(latest.read_text()) if latest.exists() else None
+    return result
+
+
+def test_one_new_folder_is_covered_by_every_generic_test(pytester):
+    _project_with_tiny(pytester.path)
+    result = _run(pytester, *GENERIC_TESTS)
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0 and outcomes.get("skipped") == 1, result.stdout.str()[-3000:]
+    result.stdout.fnmatch_lines(["*SKIPPED*test_accuracy.py*seeded weights (no --weights-dir with tiny_c3d.pth)*"])
+    for test in GENERIC_TESTS:  # every module ran tiny's cases
+        result.stdout.fnmatch_lines([f"{test}::*[[]*tiny*[]] PASSED*"])
+    records = [r for r in result.results["records"] if r.get("model") == "tiny"]
+    batch_sizes = {"accuracy_verdict": set(), "conformance": set(), "perf": set()}
+    for record in records:
+        for field, seen in batch_sizes.items():
+            if field in record:
+                seen.add(record["batch_size"])
+    assert batch_sizes == {"accuracy_verdict": {1, 2}, "conformance": {1, 2}, "perf": {1, 2}}
+    assert all(r["accuracy_verdict"] == "pass" for r in records if "accuracy_verdict" in r)
+    assert {r["weights"]["source"] for r in records if "weights" in r} == {"seeded"}
+
+
+def test_a_wrong_declared_output_shape_fails_conformance(pytester):
+    declared = 'outputs={"class": (network.NUM_CLASSES,)}'
+    source = (TINY / "spec.py").read_text()
+    assert source.count(declared) == 2, f"tests/tiny_model/spec.py no longer declares {declared} per profile"
+    _project_with_tiny(pytester.path, source.replace(declared, 'outputs={"class": (network.NUM_CLASSES + 1,)}'))
+    result = _run(pytester, "tests/test_conformance.py")
+    result.assert_outcomes(failed=1, passed=3)
+    differing = "{'class': {'dtype': 'float32', 'shape': ('batch', 5)}} != {'class': {'dtype': 'float32', 'shape': ('batch', 6)}}"
+    result.stdout.fnmatch_lines([f"*{differing}*",
+                                 "FAILED tests/test_conformance.py::test_onnx_outputs_keep_the_declared_contract[[]tiny[]]*"])

@@ -1,0 +1,419 @@
+"""The registered model cards against their seeds (the Ascend ModelZoo guides in shared/seeds/).
+
+For every registered spec: the ``atc`` command the Ascend backend runs, the full profile's input
+and output shapes, the reference FPS tables and the published figures are read from the seed's
+own text and compared with the card. Every difference must be declared in ``spec.deviations``
+(key -> why), and every declaration must still be a difference. The parsers read what the five
+seeds write (markdown tables, fenced shell commands); a new seed in another form fails here,
+which is the point: it then needs a look.
+
+Difference keys: ``atc:<flag>``, ``input:<name>``, ``output:<name>``, ``fps:<soc>:<batch size>``,
+``published:<metric>`` (a card figure the seed lacks) and ``published:<figure>`` (a seed figure
+no card metric carries).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.backends.ascend import atc_command, static_input_shapes
+from harness.spec import OOM, ModelSpec
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+# the seeds' example ${chip_name} (their `npu-smi info` shows 310P3); their commands prefix 'Ascend'
+SEED_CHIP = "310P3"
+SEED_SOC = f"Ascend{SEED_CHIP}"
+# a table heads its column by the product family '310P'; the chip it names is the 310P3 above
+SOC_FAMILIES = {"310P": SEED_CHIP}
+SEED_BATCH_SIZES = (1, 4)  # every seed's command covers them (Efficient-3DCNNs writes both out)
+
+CARDS = registry.all_specs()
+
+
+def _ids(spec: ModelSpec) -> str:
+    return spec.name
+
+
+def seed_text(spec: ModelSpec) -> str:
+    if not SEEDS.is_dir():
+        pytest.skip(f"the seeds folder {SEEDS} is not here: the cards are compared with it")
+    path = SEEDS / spec.seed
+    if not path.is_file():
+        pytest.fail(f"{spec.name}: spec.seed names {path}, which does not exist in {SEEDS}")
+    return path.read_text(encoding="utf-8")
+
+
+# --- reading the seeds -----------------------------------------------------------------------
+
+def seed_atc_commands(text: str, batch_size: int) -> list[list[str]]:
+    """Each ``atc`` invocation in a seed, continuation lines joined, shell variables filled in
+    with the seeds' own example values."""
+    commands, current = [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if current is None and re.match(r"atc(\s|\\|$)", stripped):
+            current = []
+        if current is None:
+            continue
+        if stripped.startswith("```"):
+            commands.append(current)
+            current = None
+            continue
+        current.append(stripped.rstrip("\\").strip())
+        if not stripped.endswith("\\"):
+            commands.append(current)
+            current = None
+    return [shlex.split(" ".join(parts).replace("${bs}", str(batch_size)).replace("${chip_name}", SEED_CHIP))
+            for parts in commands]
+
+
+def _flags(tokens: list[str]) -> dict[str, str]:
+    """'--name=value' tokens -> {name: value} ('' for a bare flag)."""
+    return dict(token.partition("=")[::2] for token in tokens if token.startswith("--"))
+
+
+def seed_atc_flags(text: str, batch_size: int) -> dict[str, str]:
+    """The flags of the seed's command for ``batch_size``: the ``${bs}`` template, or the literal
+    command whose --output ends in ``bs<N>`` (Efficient-3DCNNs writes one per batch size)."""
+    commands = seed_atc_commands(text, batch_size)
+    for command in commands:
+        flags = _flags(command[1:])
+        if flags.get("--output", "").endswith(f"bs{batch_size}"):
+            return flags
+    raise AssertionError(f"no atc command for batch size {batch_size} among {len(commands)} in the seed")
+
+
+def _normal_flag(name: str) -> str:
+    return "--" + name[2:].replace("-", "_")  # ATC's flags are spelt with underscores
+
+
+def _strip_links(cell: str) -> str:
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell)
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header cells, rows of cells) of each markdown table, links reduced to their text; a row
+    with fewer cells than the header is padded with empty ones."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            block.append([_strip_links(c).strip() for c in stripped.strip("|").split("|")])
+            continue
+        if len(block) >= 2 and all(re.fullmatch(r":?-+:?", c) for c in block[1] if c):
+            width = len(block[0])
+            tables.append((block[0], [row + [""] * (width - len(row)) for row in block[2:] if any(row)]))
+        block = []
+    return tables
+
+
+def _column(header: list[str], pattern: str) -> int | None:
+    return next((i for i, cell in enumerate(header) if re.search(pattern, cell, re.I)), None)
+
+
+def _per_sample_shape(cell: str) -> tuple[int, ...]:
+    """'batchsize x 3 x 224 x 224' / 'bs x 400' -> (3, 224, 224) / (400,)."""
+    return tuple(int(d) for d in re.split(r"\s*[x×]\s*", cell.strip())[1:])
+
+
+def seed_output_shapes(text: str) -> list[tuple[int, ...]]:
+    """Per-sample output shapes of the seed's output table, in its order (its names are the
+    guide's prose names, e.g. 'output1', not always the ONNX names)."""
+    for header, rows in markdown_tables(text):
+        shape = _column(header, r"大小|shape")
+        if shape is not None and re.search(r"输出|output", header[0], re.I):
+            return [_per_sample_shape(row[shape]) for row in rows]
+    return []
+
+
+def _soc(name: str) -> str:
+    name = name.strip()
+    name = SOC_FAMILIES.get(name, name)
+    return f"Ascend{name}" if name[:1].isdigit() else name
+
+
+def _fps(cell: str) -> float | None:
+    number = re.search(r"\d+(?:\.\d+)?", cell)
+    return float(number.group()) if number else None
+
+
+def seed_reference_fps(text: str) -> dict[str, dict[int, float | str]]:
+    """{soc: {batch size: fps or OOM}} from the seed's performance tables: rows of (chip, batch
+    size, ..., FPS), where an empty FPS beside '内存' (memory) in the row is the out-of-memory
+    record; or one column per chip with a batch size per row (Efficient-3DCNNs' table)."""
+    fps: dict[str, dict[int, float | str]] = {}
+    for header, rows in markdown_tables(text):
+        chip, batch, perf = _column(header, r"芯片"), _column(header, r"batch\s*size"), _column(header, r"性能")
+        if chip is not None and batch is not None and perf is not None:
+            for row in rows:
+                value = _fps(row[perf])
+                if value is None and any("内存" in cell for cell in row):
+                    value = OOM
+                if value is not None:
+                    fps.setdefault(_soc(row[chip]), {})[int(row[batch])] = value
+        elif re.fullmatch(r"throughput", header[0], re.I):
+            socs = {i: _soc(cell) for i, cell in enumerate(header) if i and cell and "/" not in cell}
+            for row in rows:
+                if row[0].isdigit():
+                    for i, soc in socs.items():
+                        fps.setdefault(soc, {})[int(row[0])] = float(row[i])
+    return fps
+
+
+_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
+
+
+def seed_published_figures(text: str) -> list[str]:
+    """The accuracy figures the seed reports, as written: decimals in the accuracy (精度)
+    columns of its tables, and in plain-text tables (a word header over rows of figures) in
+    fenced blocks of its accuracy sections."""
+    figures = []
+    for header, rows in markdown_tables(text):
+        columns = [i for i, cell in enumerate(header) if "精度" in cell and "性能" not in cell]
+        figures += [f for row in rows for i in columns if i < len(row) for f in _DECIMAL.findall(row[i])]
+    heading, fenced, block = "", False, []
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            if fenced and "精度" in heading:
+                figures += _plain_table_figures(block)
+            fenced, block = not fenced, []
+        elif fenced:
+            block.append(line.split())
+        elif line.startswith("#"):
+            heading = line
+    return figures
+
+
+def _plain_table_figures(lines: list[list[str]]) -> list[str]:
+    lines = [tokens for tokens in lines if tokens]
+    if len(lines) < 2 or any(_DECIMAL.fullmatch(t) for t in lines[0]):
+        return []
+    if not all(len(tokens) == len(lines[0]) and any(_DECIMAL.fullmatch(t) for t in tokens) for tokens in lines[1:]):
+        return []
+    return [t for tokens in lines[1:] for t in tokens if _DECIMAL.fullmatch(t)]
+
+
+# --- comparing a card with its seed --------------------------------------------------------
+
+def atc_differences(spec: ModelSpec, text: str, batch_size: int) -> dict[str, str]:
+    """The Ascend backend's atc command for the full profile against the seed's, flag by flag.
+    The file names (--model, --output, --keep_dtype's config) are the seed's own, since where
+    the harness keeps its files is not part of the contract."""
+    seed = seed_atc_flags(text, batch_size)
+    command = atc_command(spec, seed["--model"], static_input_shapes(spec, "full", batch_size), SEED_SOC,
+                          seed["--output"], keep_dtype_cfg=seed.get("--keep_dtype", "keep.cfg"))
+    assert command[0] == "atc" and len(set(command[1:])) == len(command) - 1, command
+    ours = _flags(command[1:])
+    seed_by_name = {_normal_flag(name): (name, value) for name, value in seed.items()}
+    differences = {}
+    for name in sorted(set(seed_by_name) | set(ours)):
+        if name not in ours:
+            written, value = seed_by_name[name]
+            differences[f"atc:{written}"] = f"the seed passes {written}={value}; the harness does not"
+        elif name not in seed_by_name:
+            differences[f"atc:{name}"] = f"the harness passes {name}={ours[name]}; the seed does not"
+        else:
+            written, value = seed_by_name[name]
+            notes = []
+            if written != name:
+                notes.append(f"the seed spells {name} as {written}")
+            if value != ours[name]:
+                notes.append(f"the seed passes {name}={value}, the harness {ours[name]}")
+            if notes:
+                differences[f"atc:{written}"] = "; ".join(notes)
+    return differences
+
+
+def shape_differences(spec: ModelSpec, text: str) -> dict[str, str]:
+    """The full profile's inputs against the seed's atc --input_shape (names, order, shapes),
+    its outputs against the seed's output table (shapes, in order)."""
+    differences = {}
+    seed_shapes = next(value for name, value in seed_atc_flags(text, 1).items()
+                       if _normal_flag(name) == "--input_shape")
+    seed_inputs = {}
+    for entry in seed_shapes.split(";"):
+        name, _, dims = entry.partition(":")
+        seed_inputs[name] = tuple(int(d) for d in dims.split(","))[1:]
+    ours = dict(spec.profile("full").inputs)
+    if list(seed_inputs) != list(ours) and set(seed_inputs) == set(ours):
+        differences["input:order"] = f"the seed orders the inputs {list(seed_inputs)}, the card {list(ours)}"
+    for name in sorted(set(seed_inputs) | set(ours)):
+        seed_shape, our_shape = seed_inputs.get(name), ours.get(name)
+        if seed_shape != our_shape:
+            differences[f"input:{name}"] = f"the seed's per-sample shape is {seed_shape}, the card's {our_shape}"
+    seed_outputs = seed_output_shapes(text)
+    if seed_outputs:
+        our_outputs = dict(spec.profile("full").outputs)
+        if len(seed_outputs) != len(our_outputs):
+            differences["output:count"] = f"the seed lists {len(seed_outputs)} outputs, the card {len(our_outputs)}"
+        for (name, our_shape), seed_shape in zip(our_outputs.items(), seed_outputs):
+            if tuple(our_shape) != seed_shape:
+                differences[f"output:{name}"] = f"the seed's per-sample shape is {seed_shape}, the card's {tuple(our_shape)}"
+    return differences
+
+
+def fps_differences(spec: ModelSpec, text: str) -> dict[str, str]:
+    seed = seed_reference_fps(text)
+    differences = {}
+    for soc in sorted(set(seed) | set(spec.reference_fps)):
+        seed_row, our_row = seed.get(soc, {}), spec.reference_fps.get(soc, {})
+        for batch_size in sorted(set(seed_row) | set(our_row)):
+            a, b = seed_row.get(batch_size), our_row.get(batch_size)
+            if not (a == b or (isinstance(a, float) and isinstance(b, float) and math.isclose(a, b))):
+                differences[f"fps:{soc}:{batch_size}"] = f"the seed's table has {a!r}, the card {b!r}"
+    return differences
+
+
+def published_differences(spec: ModelSpec, text: str) -> dict[str, str]:
+    """Each published figure of the card against the figures the seed reports, either way; a
+    fraction in the seed stands for a percent metric's figure / 100 (Efficient-3DCNNs' 0.81126)."""
+    figures = seed_published_figures(text)
+
+    def same(figure: str, metric) -> bool:
+        value = float(figure)
+        return math.isclose(value, metric.published) or (
+            metric.unit == "%" and math.isclose(100 * value, metric.published))
+
+    published = [m for m in spec.metrics if m.published is not None]
+    differences = {}
+    for metric in published:
+        if not any(same(f, metric) for f in figures):
+            differences[f"published:{metric.name}"] = (
+                f"the card publishes {metric.name}={metric.published}; the seed reports {figures}")
+    for figure in figures:
+        if not any(same(figure, m) for m in published):
+            differences[f"published:{figure}"] = f"the seed reports {figure}; no card metric publishes it"
+    return differences
+
+
+def card_differences(spec: ModelSpec, text: str) -> dict[str, str]:
+    differences = {**shape_differences(spec, text), **fps_differences(spec, text),
+                   **published_differences(spec, text)}
+    for batch_size in SEED_BATCH_SIZES:
+        differences.update(atc_differences(spec, text, batch_size))
+    return differences
+
+
+def undeclared(spec: ModelSpec, differences: dict[str, str]) -> str:
+    """'' when every difference is declared in spec.deviations, else a message naming each."""
+    missing = {k: v for k, v in differences.items() if k not in spec.deviations}
+    if not missing:
+        return ""
+    lines = [f"{spec.name}: differs from its seed {spec.seed} where spec.deviations declares nothing "
+             "(declare each as key -> why, or fix the card):"]
+    lines += [f"  {key}: {why}" for key, why in sorted(missing.items())]
+    return "\n".join(lines)
+
+
+def declaration_problems(spec: ModelSpec, differences: dict[str, str]) -> str:
+    """'' when every declared deviation is still a difference and gives a reason."""
+    problems = [f"  {key}: declared, but no longer differs from the seed"
+                for key in sorted(set(spec.deviations) - set(differences))]
+    problems += [f"  {key}: declared without a reason" for key, why in sorted(spec.deviations.items())
+                 if not (isinstance(why, str) and why.strip())]
+    return "\n".join([f"{spec.name}: spec.deviations against {spec.seed}:", *problems]) if problems else ""
+
+
+# --- the registered cards ------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", SEED_BATCH_SIZES)
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_atc_command_matches_seed(card, batch_size):
+    problem = undeclared(card, atc_differences(card, seed_text(card), batch_size))
+    assert not problem, problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_full_profile_shapes_match_seed(card):
+    problem = undeclared(card, shape_differences(card, seed_text(card)))
+    assert not problem, problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_reference_fps_matches_seed(card):
+    problem = undeclared(card, fps_differences(card, seed_text(card)))
+    assert not problem, problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_published_figures_match_seed(card):
+    problem = undeclared(card, published_differences(card, seed_text(card)))
+    assert not problem, problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_every_declared_deviation_is_a_difference_with_a_reason(card):
+    problem = declaration_problems(card, card_differences(card, seed_text(card)))
+    assert not problem, problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_seed_tables_were_read(card):
+    """The parsers found what every seed has: an atc command, a reference FPS table, figures."""
+    text = seed_text(card)
+    assert seed_reference_fps(text).get(SEED_SOC), f"{card.seed}: no {SEED_SOC} FPS table read"
+    assert seed_published_figures(text), f"{card.seed}: no published accuracy figure read"
+    assert all(seed_atc_flags(text, bs)["--framework"] == "5" for bs in SEED_BATCH_SIZES)
+
+
+# --- an undeclared deviation fails ----------------------------------------------------------
+
+def _first_input_widened(spec: ModelSpec) -> ModelSpec:
+    full = spec.profile("full")
+    name, shape = next(iter(full.inputs.items()))
+    inputs = {**full.inputs, name: (*shape[:-1], shape[-1] + 8)}
+    return dataclasses.replace(spec, profiles={**spec.profiles, "full": dataclasses.replace(full, inputs=inputs)})
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_undeclared_shape_deviation_is_reported(card):
+    changed = _first_input_widened(card)
+    name = next(iter(changed.profile("full").inputs))
+    problem = undeclared(changed, shape_differences(changed, seed_text(card)))
+    assert f"  input:{name}: the seed's per-sample shape is" in problem
+    assert problem.startswith(f"{card.name}: differs from its seed {card.seed} where spec.deviations declares nothing")
+    # declared, it passes
+    declared = dataclasses.replace(changed, deviations={**changed.deviations, f"input:{name}": "wider on purpose"})
+    assert not undeclared(declared, shape_differences(declared, seed_text(card)))
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_undeclared_atc_fps_and_published_deviations_are_reported(card):
+    text = seed_text(card)
+    other_format = dataclasses.replace(card, atc_input_format="NHWC")
+    assert "atc:--input_format" in undeclared(other_format, atc_differences(other_format, text, 1))
+
+    soc, row = next(iter(card.reference_fps.items()))
+    batch_size = next(bs for bs, fps in row.items() if fps != OOM)
+    slower = dataclasses.replace(card, reference_fps={**card.reference_fps, soc: {**row, batch_size: row[batch_size] / 2}})
+    assert f"fps:{soc}:{batch_size}: the seed's table has" in undeclared(slower, fps_differences(slower, text))
+
+    metric = next(m for m in card.metrics if m.published is not None)
+    moved = dataclasses.replace(metric, published=metric.published + 1.0)
+    retold = dataclasses.replace(card, metrics=tuple(moved if m is metric else m for m in card.metrics))
+    problem = undeclared(retold, published_differences(retold, text))
+    assert f"published:{metric.name}: the card publishes {metric.name}={moved.published}" in problem
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_stale_or_unexplained_declaration_is_reported(card):
+    differences = card_differences(card, seed_text(card))
+    stale = dataclasses.replace(card, deviations={**card.deviations, "atc:--no_such_flag": "was true once"})
+    assert "  atc:--no_such_flag: declared, but no longer differs from the seed" in declaration_problems(stale, differences)
+    key = next(iter(differences), None) or pytest.skip(f"{card.name} declares no deviation to blank")
+    blank = dataclasses.replace(card, deviations={**card.deviations, key: " "})
+    assert f"  {key}: declared without a reason" in declaration_problems(blank, differences)
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids)
+def test_without_the_seeds_folder_the_comparison_skips_saying_why(card, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "SEEDS", tmp_path / "seeds")
+    with pytest.raises(pytest.skip.Exception, match=rf"the seeds folder {tmp_path / 'seeds'} is not here"):
+        seed_text(card)

@@ -1,0 +1,85 @@
+"""The ONNX Runtime backend against a fake ``onnxruntime``: a CUDA session that silently fell
+back to the CPU is refused, naming the fallback; intra-op threads never spin after a run."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from harness.backends.base import BackendUnavailable
+from harness.backends.onnxruntime import OnnxRuntimeBackend
+
+
+def fake_onnxruntime(available: list[str], running: list[str]) -> types.ModuleType:
+    module = types.ModuleType("onnxruntime")
+    module.__version__ = "0.0-fake"
+    module.opened = []
+
+    class SessionOptions:
+        def __init__(self):
+            self.entries = {}
+
+        def add_session_config_entry(self, key, value):
+            self.entries[key] = value
+
+    class InferenceSession:
+        def __init__(self, path, options, providers):
+            self.options, self.requested = options, providers
+            module.opened.append(self)
+
+        def get_providers(self):
+            return running
+
+        def get_outputs(self):
+            return [types.SimpleNamespace(name="y")]
+
+    module.SessionOptions, module.InferenceSession = SessionOptions, InferenceSession
+    module.get_available_providers = lambda: available
+    return module
+
+
+def test_a_cuda_session_running_on_the_cpu_is_refused(monkeypatch):
+    ort = fake_onnxruntime(["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    backend = OnnxRuntimeBackend("default", device=1)
+    with pytest.raises(BackendUnavailable) as err:
+        backend.open(Path("model.onnx"), {"x": (1, 3)})
+    message = str(err.value)
+    assert "CUDAExecutionProvider (device 1) was requested" in message
+    assert "runs on CPUExecutionProvider" in message and "model.onnx" in message
+
+
+def test_a_cuda_session_on_cuda_opens(monkeypatch):
+    ort = fake_onnxruntime(["CUDAExecutionProvider", "CPUExecutionProvider"],
+                           ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    OnnxRuntimeBackend("fp32").open(Path("model.onnx"), {"x": (1, 3)})
+    (session,) = ort.opened
+    assert session.requested[0] == ("CUDAExecutionProvider", {"device_id": "0", "use_tf32": "0"})
+
+
+@pytest.mark.parametrize("available", [["CPUExecutionProvider"],
+                                       ["CUDAExecutionProvider", "CPUExecutionProvider"]])
+def test_intra_op_threads_do_not_spin(monkeypatch, available):
+    ort = fake_onnxruntime(available, available)
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    OnnxRuntimeBackend("fp32").open(Path("model.onnx"), {"x": (1, 3)})
+    assert ort.opened[0].options.entries["session.intra_op.allow_spinning"] == "0"
+
+
+def test_the_real_runtime_accepts_the_spinning_entry(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
+    import numpy as np
+
+    session = OnnxRuntimeBackend("fp32").open(path, {"x": (1, 3)})
+    out = session.run({"x": np.array([[-1.0, 0.0, 2.0]], np.float32)})
+    np.testing.assert_array_equal(out["y"], [[0.0, 0.0, 2.0]])

@@ -1,0 +1,192 @@
+"""The preprocessed-sample cache and the worker pool behind IndexedDataset: each item decoded
+once for the same files and preprocessing, missing and unreadable items recorded as before and
+never stored, order kept, look-ahead bounded."""
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import samples_cache
+from harness.datasets import IndexedDataset, Item, ItemUnreadable
+from harness.outputs import batches
+from harness.samples_cache import SampleCache
+from harness.spec import Sample
+
+KEY = {"model": "fake", "inputs": {"x": (2, 3)}, "protocol": {"scale": 2.0}, "code": "v1"}
+
+
+def load_counted(item: Item, calls: Path) -> list[Sample]:
+    """A reader's load: one line per call appended to ``calls`` (counts across processes)."""
+    with open(calls, "a") as f:
+        f.write(f"{item.id}\n")
+    text = item.path.read_text()
+    if text == "corrupt":
+        raise ItemUnreadable(f"{item.path}: not a number")
+    value = float(text)
+    return [Sample(f"{item.id}/{k}", {"x": np.full((2, 3), value + k, np.float32)}, (item.id, k))
+            for k in range(2)]
+
+
+def load_with_array_target(item: Item) -> list[Sample]:
+    return [Sample(item.id, {"x": np.ones((2, 3), np.float32)}, np.arange(4.0).reshape(2, 2))]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(5):
+        (root / f"item{i}.txt").write_text(str(10 * i))
+    (root / "item5.txt").write_text("corrupt")
+    items = [Item(f"item{i}", root / f"item{i}.txt", i) for i in range(6)]
+    items.insert(2, Item("absent", root / "absent.txt", 99))
+    return root, items, tmp_path / "calls.txt", tmp_path / "cache"
+
+
+def open_fake(tree, workers=0, key=KEY):
+    root, items, calls, cache_dir = tree
+    dataset = IndexedDataset(root, items, partial(load_counted, calls=calls))
+    return dataset.preprocessed(SampleCache(cache_dir, key), workers)
+
+
+def calls_of(tree) -> list[str]:
+    calls = tree[2]
+    return calls.read_text().split() if calls.exists() else []
+
+
+def test_second_pass_decodes_nothing_and_maps_the_same_samples(tree):
+    first = open_fake(tree)
+    cold = [(s.id, s.inputs["x"].copy(), s.target) for s in first]
+    assert first.decoded == 6 and len(calls_of(tree)) == 6  # 5 good + the corrupt one
+    second = open_fake(tree)
+    warm = list(second)
+    # only the unreadable item is read again: a failure is never stored
+    assert second.decoded == 1 and calls_of(tree)[6:] == ["item5"]
+    assert [(s.id, s.target) for s in warm] == [(i, t) for i, _, t in cold]
+    for sample, (_, array, _) in zip(warm, cold):
+        assert isinstance(sample.inputs["x"], np.memmap) and not sample.inputs["x"].flags.writeable
+        np.testing.assert_array_equal(sample.inputs["x"], array)
+    assert second.summary["read"] == first.summary["read"] == 5
+    assert second.summary["samples"] == 10
+
+
+def test_missing_and_unreadable_items_are_recorded_and_never_stored(tree):
+    for _ in range(2):
+        dataset = open_fake(tree)
+        list(dataset)
+        assert dataset.missing == ["absent"]
+        assert dataset.failed == {"item5": f"{tree[0] / 'item5.txt'}: not a number"}
+        assert not dataset.complete
+    assert len(list(samples_cache.entries_in(tree[3]))) == 5
+
+
+def test_several_batch_sizes_and_backends_decode_each_item_once(tree):
+    for batch_size in (1, 4):
+        for _backend in ("onnxruntime", "openvino"):  # each evaluation opens the dataset anew
+            served = [s.id for group, _ in batches(open_fake(tree), batch_size, ["x"]) for s in group]
+            assert len(served) == 10
+    decoded = calls_of(tree)
+    assert sorted(set(decoded)) == [f"item{i}" for i in range(6)]
+    assert decoded.count("item0") == 1 and decoded.count("item5") == 4  # unreadable: every pass
+
+
+def test_a_changed_file_or_preprocessing_is_decoded_again(tree):
+    list(open_fake(tree))
+    item1 = tree[0] / "item1.txt"
+    item1.write_text("11")  # new size and mtime
+    dataset = open_fake(tree)
+    values = {s.id: float(s.inputs["x"][0, 0]) for s in dataset}
+    assert values["item1/0"] == 11.0 and dataset.decoded == 2  # item1 and the unreadable item5
+    other = open_fake(tree, key={**KEY, "protocol": {"scale": 3.0}})
+    list(other)
+    assert other.decoded == 6
+
+
+def test_workers_keep_the_index_order_and_the_records(tree):
+    inline = [(s.id, s.inputs["x"].copy()) for s in open_fake(tree, workers=0, key={**KEY, "code": "a"})]
+    pooled_dataset = open_fake(tree, workers=2, key={**KEY, "code": "b"})
+    pooled = [(s.id, np.asarray(s.inputs["x"])) for s in pooled_dataset]
+    assert [i for i, _ in pooled] == [i for i, _ in inline]
+    for (_, a), (_, b) in zip(pooled, inline):
+        np.testing.assert_array_equal(a, b)
+    assert pooled_dataset.missing == ["absent"] and list(pooled_dataset.failed) == ["item5"]
+    assert pooled_dataset.decoded == 6 and len(calls_of(tree)) == 12
+
+
+def test_workers_without_a_cache_stream_the_samples_back(tree):
+    root, items, calls, _ = tree
+    dataset = IndexedDataset(root, items, partial(load_counted, calls=calls)).preprocessed(None, 2)
+    assert [s.id for s in dataset][:3] == ["item0/0", "item0/1", "item1/0"]
+    assert dataset.decoded == 6 and dataset.read == 5
+
+
+def test_look_ahead_is_bounded_by_the_workers(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    items = []
+    for i in range(40):
+        (root / f"{i}.txt").write_text(str(i))
+        items.append(Item(str(i), root / f"{i}.txt"))
+    calls = tmp_path / "calls.txt"
+    dataset = IndexedDataset(root, items, partial(load_counted, calls=calls))
+    stream = iter(dataset.preprocessed(SampleCache(tmp_path / "cache", KEY), workers=2))
+    next(stream)
+    assert dataset.decoded <= 2 * 2 + 1, "decoding must run at most 2 x workers items ahead"
+    stream.close()
+
+
+def test_array_targets_are_stored_and_mapped(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    items = [Item("a", tmp_path / "a.txt")]
+    for _ in range(2):
+        dataset = IndexedDataset(tmp_path, items, load_with_array_target).preprocessed(
+            SampleCache(tmp_path / "cache", KEY), 0)
+        (sample,) = list(dataset)
+        np.testing.assert_array_equal(sample.target, np.arange(4.0).reshape(2, 2))
+    assert isinstance(sample.target, np.memmap) and dataset.decoded == 0
+
+
+def test_identity_covers_every_file_of_a_frame_folder_and_the_meta_paths(tmp_path):
+    folder = tmp_path / "video"
+    folder.mkdir()
+    (folder / "image_00001.jpg").write_bytes(b"a")
+    (folder / "n_frames").write_text("1")
+    flo = tmp_path / "gt.flo"
+    flo.write_bytes(b"abc")
+    cache = SampleCache(tmp_path / "cache", KEY)
+    item = Item("video", folder, (flo, 3))
+    before = cache.entry(item, tmp_path)
+    assert [name for name, _, _ in samples_cache.file_identity(item, tmp_path)] == [
+        "video/image_00001.jpg", "video/n_frames", "gt.flo"]
+    (folder / "image_00002.jpg").write_bytes(b"b")
+    assert cache.entry(item, tmp_path) != before, "a frame added to the folder must change the key"
+    assert cache.entry(Item("video", folder, (tmp_path / "absent.flo", 3)), tmp_path) is None
+
+
+def test_concurrent_writers_of_one_entry_leave_one_valid_entry(tmp_path):
+    entry = tmp_path / "cache" / "ab" / "abcd"
+    samples = [Sample("s", {"x": np.zeros((2, 2), np.float32)}, 1)]
+    samples_cache.write_entry(entry, samples)
+    samples_cache.write_entry(entry, [Sample("s", {"x": np.ones((2, 2), np.float32)}, 1)])  # lost race
+    (stored,) = samples_cache.read_entry(entry)
+    assert stored.target == 1 and float(stored.inputs["x"].sum()) == 0.0
+    assert not any((tmp_path / "cache" / ".tmp").iterdir())
+
+
+def test_temporary_folders_of_dead_processes_are_removed(tmp_path):
+    tmp = tmp_path / "cache" / ".tmp"
+    tmp.mkdir(parents=True)
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)  # a pid that surely is not running any more
+    (tmp / f"abcd.{child}").mkdir()
+    (tmp / f"efgh.{os.getpid()}").mkdir()  # a live writer's folder stays
+    SampleCache(tmp_path / "cache", KEY)
+    assert [p.name for p in tmp.iterdir()] == [f"efgh.{os.getpid()}"]
+
+

@@ -1,0 +1,88 @@
+"""The suite's command-line options, as the one module ``pip install -e .`` installs.
+
+Installed as a pytest11 entry point so that pytest knows these options before it looks for the
+rootdir: otherwise a path given as an option value (``--data-root ../shared/data``) is taken for
+a test path and the project's conftest.py is never loaded. It claims no generic import name
+(``harness``, ``models`` and ``fixtures`` are importable only in the suite's own runs, from the
+project's conftest.py), and it adds the options only to runs that concern this project (run from
+inside it, or naming a path inside it), so an unrelated pytest run in the same environment is
+unchanged. Validation, fixtures and parametrization live in the project's ``fixtures/``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent
+GROUP = "video-models"
+BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "default")
+PROFILES = ("smoke", "full")
+
+
+def _inside_project(path: str) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(PROJECT)
+    except (OSError, ValueError):
+        return False
+
+
+def concerns_project(argv: list[str] | None = None, cwd: str | None = None) -> bool:
+    """True when pytest runs from inside the project or is given a path inside it."""
+    if _inside_project(cwd or os.getcwd()):
+        return True
+    args = sys.argv[1:] if argv is None else argv
+    return any(_inside_project(a.split("=", 1)[-1]) for a in args if a.split("=", 1)[-1])
+
+
+def add_options(parser) -> None:
+    """Declare the suite's options once (the entry point and conftest.py may both ask)."""
+    group = parser.getgroup(GROUP, "deployed video model conformance and benchmarks")
+    if group.options:
+        return
+    g = group.addoption
+    g("--backend", default=None, metavar="NAME[,NAME]",
+      help=f"where the deployed model runs: {', '.join(BACKEND_NAMES)}; several, comma-separated, are each "
+           "judged against PyTorch (default onnxruntime on the CPU; an Ascend --soc implies ascend)")
+    g("--precision", default=None, choices=PRECISIONS,
+      help="fp32, or the runtime's default (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs; ATC: fp16). "
+           "Default: each backend's own (fp32; Ascend: ATC's default, as the seeds ran)")
+    g("--soc", default=None, metavar="NAME",
+      help="the reference FPS table to compare with (a column of the seed: Ascend310P3, Ascend310, T4, ...); "
+           "an Ascend name is also ATC's --soc_version and selects the Ascend backend by default")
+    g("--devices", default="0", metavar="0,1",
+      help="accelerator ids; under pytest -n each xdist worker is pinned to one of them")
+    g("--profile", default="smoke", choices=PROFILES,
+      help="smoke: small shapes and batch sizes for a fast CPU run; full: the seed's shapes and batch sizes")
+    g("--weights-dir", default=None, metavar="DIR",
+      help="directory holding the seeds' checkpoint files; every selected model's file must be there. "
+           "Without it: seeded weights, and every result says so")
+    g("--data-root", default=None, metavar="DIR",
+      help="datasets in their real layouts; without it: generated deterministically in those layouts")
+    g("--accept-bad-items", default=None, metavar="ID[,ID]",
+      help="dataset items known to be unreadable or missing that the run may leave out (reported); "
+           "by default any such item fails the run")
+    g("--batch-sizes", default=None, metavar="1,4,...", help="override the profile's batch sizes")
+    g("--models", default=None, metavar="a,b", help="only these registered models")
+    g("--limit", default=None, type=int, metavar="N", help="read at most N dataset items per model")
+    g("--workers", default=None, type=int, metavar="N",
+      help="processes reading and preprocessing the dataset ahead of inference (default: the core count)")
+    g("--cache-dir", default=".cache", metavar="DIR",
+      help="converted artifacts, generated data, preprocessed samples and PyTorch reference outputs, by content")
+    g("--report-dir", default="reports", metavar="DIR", help="where reports/<run-id>/ is written")
+    g("--save-outputs", default=None, metavar="DIR",
+      help="write DIR/<model>/<backend>/bs<N>/<sample-id>.npz and DIR/<model>/torch/<sample-id>.npz")
+    g("--baseline", default=None, metavar="results.json",
+      help="nightly gate: fail rows whose accuracy leaves its tolerance or FPS drops vs this run")
+    g("--fps-regression", default=0.10, type=float, metavar="F",
+      help="allowed FPS drop against --baseline as a fraction (default 0.10)")
+    g("--warmup", default=None, type=int, metavar="N",
+      help="untimed runs before the timed loop of a perf row (default 1, as ais_bench's --warmup_count)")
+    g("--loop", default=None, type=int, metavar="N",
+      help="timed runs per perf row (default: the seed's ais_bench --loop at --profile full, 5 at smoke)")
+
+
+def pytest_addoption(parser) -> None:
+    if concerns_project():
+        add_options(parser)
