@@ -19,6 +19,7 @@ GROUP = "video-models"
 BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "default")
 PROFILES = ("smoke", "full")
+SAVE_LAYOUTS = ("npz", "ais_bench")
 
 
 def _inside_project(path: str) -> bool:
@@ -72,7 +73,13 @@ def add_options(parser) -> None:
       help="converted artifacts, generated data, preprocessed samples and PyTorch reference outputs, by content")
     g("--report-dir", default="reports", metavar="DIR", help="where reports/<run-id>/ is written")
     g("--save-outputs", default=None, metavar="DIR",
-      help="write DIR/<model>/<backend>/bs<N>/<sample-id>.npz and DIR/<model>/torch/<sample-id>.npz")
+      help="write DIR/<model>/<backend>/bs<N>/ and DIR/<model>/torch/ in --save-layout")
+    g("--save-layout", default="npz", choices=SAVE_LAYOUTS,
+      help="of --save-outputs: npz (<sample-id>.npz, one array per output name) or ais_bench (<i>_<k>.bin per "
+           "sample number i in dataset order and output k, plus sumary.json: the seed's postprocess reads it)")
+    g("--seed-inputs", default=None, metavar="DIR",
+      help="the folders the seeds' *_preprocess.py wrote, as DIR/<model>/ (e.g. DIR/flavr/input_0/0.bin): "
+           "conformance compares them item by item with the suite's own preprocessing")
     g("--baseline", default=None, metavar="results.json",
       help="nightly gate: fail rows whose accuracy leaves its tolerance or FPS drops vs this run")
     g("--fps-regression", default=0.10, type=float, metavar="F",

@@ -20,6 +20,13 @@ Inputs: the folders the seeds' ``*_preprocess.py`` write, described per model by
   text file with one line per bin: the batch's video ids, space separated.
 * SlowFast: ``bin/<i>.bin`` a batch (1, 3, 32, 224, 224) per video, ``kinetics400.info`` one line
   per video: ``<index> <label>``.
+
+Both ways meet in the file stem: ais_bench names an output after its input file, so the suite
+numbers its samples ``0, 1, ...`` in dataset order, as the preprocess numbers its files, and the
+seed's postprocess pairs the suite's ``<i>_<k>.bin`` with the preprocess's ``<i>.bin``, ``gt/<i>.bin``
+and ``.info`` line ``i``. Each file holds one sample: the guides' preprocess commands write one
+per sample (FlowNet2 ``--batch_size 1``, Efficient-3DCNNs ``--inference_batch_size=1``), and
+ais_bench splits a batch's outputs back per input file.
 """
 from __future__ import annotations
 
@@ -28,27 +35,47 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+import time
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+
+from harness.metrics import softmax
 
 SUMMARY_FILE = "sumary.json"  # ais_infer's spelling, kept by the seeds' scripts
 PERCENTILE = 99  # ais_bench's summary reports this percentile
 
 
+OUTFMTS = ("BIN", "TXT")  # ais_bench's --outfmt values the seeds use (SlowFast's: TXT)
+
+
 def output_file_name(input_stem: str, output_index: int, fmt: str = "bin") -> str:
     """ais_bench's name for one output of one input file: ``<stem>_<index>.<fmt>``."""
-    return f"{input_stem}_{output_index}.{fmt}"
+    return f"{input_stem}_{output_index}.{fmt.lower()}"
 
 
-def write_outputs(folder: Path, input_stem: str, outputs: Sequence[np.ndarray]) -> list[Path]:
-    """Write one input file's outputs (in ONNX output order) as raw float32 ``.bin`` files."""
+def _write_txt(path: Path, array: np.ndarray) -> None:
+    """ais_bench's TXT: one line per row of the last axis, each value followed by a space (the
+    SlowFast postprocess drops the field after the last space); 9 significant digits give the
+    float32 back exactly."""
+    rows = np.asarray(array, dtype=np.float32).reshape(-1, array.shape[-1] if array.ndim else 1)
+    path.write_text("".join("".join(f"{v:.9g} " for v in row) + "\n" for row in rows))
+
+
+def write_outputs(folder: Path, input_stem: str, outputs: Sequence[np.ndarray], fmt: str = "BIN") -> list[Path]:
+    """Write one input file's outputs (in ONNX output order): raw float32 ``.bin`` files, or
+    ``.txt`` for ``fmt="TXT"``."""
+    if fmt not in OUTFMTS:
+        raise ValueError(f"ais_bench output format {fmt!r}: expected one of {', '.join(OUTFMTS)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, array in enumerate(outputs):
-        path = folder / output_file_name(input_stem, index)
-        np.ascontiguousarray(array, dtype=np.float32).tofile(path)
+        path = folder / output_file_name(input_stem, index, fmt)
+        if fmt == "TXT":
+            _write_txt(path, np.asarray(array))
+        else:
+            np.ascontiguousarray(array, dtype=np.float32).tofile(path)
         paths.append(path)
     return paths
 
@@ -84,10 +111,14 @@ def write_summary(folder: Path, batch_size: int, compute_ms: Sequence[float],
 
 
 def read_output(folder: Path, input_stem: str, output_index: int,
-                shape: Sequence[int]) -> np.ndarray:
-    """One ``<stem>_<index>.bin`` back as float32 of ``shape`` (-1 allowed for the batch axis)."""
-    path = Path(folder) / output_file_name(input_stem, output_index)
-    data = np.fromfile(path, dtype=np.float32)
+                shape: Sequence[int], fmt: str = "BIN") -> np.ndarray:
+    """One ``<stem>_<index>.bin`` (or ``.txt``) back as float32 of ``shape`` (-1 allowed for the
+    batch axis)."""
+    path = Path(folder) / output_file_name(input_stem, output_index, fmt)
+    if fmt == "TXT":
+        data = np.array(path.read_text().split(), dtype=np.float32)
+    else:
+        data = np.fromfile(path, dtype=np.float32)
     expected = int(np.prod([d for d in shape if d != -1]))
     if not data.size or data.size % expected:
         raise ValueError(f"{path}: {data.size} float32 values, expected a multiple of "
@@ -107,6 +138,7 @@ class SeedBinLayout:
     gt_shape: tuple[int, ...] | None = None  # per-sample shape of a gt file
     info: str | None = None  # the preprocess's label/id text file, one line per input file
     extra: Mapping[str, str] = field(default_factory=dict)  # notes shown in errors
+    outfmt: str = "BIN"  # the seed's ais_bench --outfmt, which its postprocess reads
 
 
 def _numbered_bins(folder: Path) -> list[Path]:
@@ -161,3 +193,214 @@ def read_info(path: Path) -> list[list[str]]:
     """The preprocess's ``.info``: one list of space-separated fields per line (per input file)."""
     lines = Path(path).read_text().splitlines()
     return [line.split() for line in lines if line.strip()]
+
+
+# --- the suite's outputs in ais_bench's layout (--save-layout ais_bench) ------------------------
+
+class AisBenchDump:
+    """Outputs per sample as ais_bench writes them for the seed's preprocessed folder: sample
+    number ``i`` in arrival (dataset) order gets ``<i>_<k>.<fmt>`` for output ``k``; ``finish``
+    adds ``sumary.json``. Stands in for an :class:`harness.outputs.OutputStore` (``put``/``get``).
+    The seeds' postprocess scripts skip ``sumary.json`` in the folder (Efficient-3DCNNs sets it
+    aside by name, SlowFast skips ``*.json``), so it stays where ais_bench puts it."""
+
+    def __init__(self, root: Path, output_shapes: Mapping[str, Sequence[int]], fmt: str = "BIN"):
+        if fmt not in OUTFMTS:
+            raise ValueError(f"ais_bench output format {fmt!r}: expected one of {', '.join(OUTFMTS)}")
+        self.root = Path(root)
+        self.output_shapes = {n: tuple(s) for n, s in output_shapes.items()}
+        self.fmt = fmt
+        self.stems: dict[str, str] = {}  # sample id -> file stem
+        self.files_info: dict[int, dict[str, list[str]]] = {}
+        if self.root.is_dir():  # an earlier, longer run's files would be read as this run's
+            for stale in self.root.iterdir():
+                if stale.name == SUMMARY_FILE or re.fullmatch(r"\d+_\d+\.(bin|txt)", stale.name):
+                    stale.unlink()
+
+    def __contains__(self, sample_id: str) -> bool:
+        return sample_id in self.stems
+
+    def put(self, sample_id: str, outputs: Mapping[str, np.ndarray]) -> None:
+        stem = self.stems.setdefault(sample_id, str(len(self.stems)))
+        arrays = [np.asarray(outputs[name])[None] for name in self.output_shapes]  # ais_bench keeps the batch axis
+        paths = write_outputs(self.root, stem, arrays, self.fmt)
+        self.files_info[int(stem)] = {"infiles": [f"{stem}.bin"], "outfiles": [str(p) for p in paths]}
+
+    def get(self, sample_id: str) -> dict[str, np.ndarray]:
+        if sample_id not in self.stems:
+            raise KeyError(f"{self.root}: no outputs stored for sample {sample_id!r}")
+        return {name: read_output(self.root, self.stems[sample_id], k, shape, self.fmt)
+                for k, (name, shape) in enumerate(self.output_shapes.items())}
+
+    def finish(self, batch_size: int, compute_ms: Sequence[float]) -> Path:
+        """``sumary.json`` for the batches run; ``sample_ids.txt`` beside it maps file numbers back
+        to the suite's sample ids (outside the folder: the seeds' postprocess reads every file in it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root.parent / f"{self.root.name}.sample_ids.txt").write_text(
+            "".join(f"{stem} {sample_id}\n" for sample_id, stem in self.stems.items()))
+        return write_summary(self.root, batch_size, compute_ms, files_info=self.files_info)
+
+
+class TimedSession:
+    """A backend session that keeps each run's time for ``sumary.json``: the runtime's compute
+    time where it reports one (Ascend), else the wall time of ``run``."""
+
+    def __init__(self, session):
+        self.session = session
+        self.compute_ms: list[float] = []
+
+    def run(self, feeds):
+        start = time.perf_counter()
+        outputs = self.session.run(feeds)
+        wall_ms = 1000.0 * (time.perf_counter() - start)
+        reported = self.session.last_compute_ms()
+        self.compute_ms.append(reported if reported is not None else wall_ms)
+        return outputs
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+# --- the suite's samples against the seed's preprocessed folder (--seed-inputs) -----------------
+
+def write_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable) -> int:
+    """Write samples as the seed's preprocess lays them out, one ``<i>.bin`` per sample and input
+    (for tests and for users who want the seed's inference on the suite's preprocessing);
+    returns how many were written."""
+    count = 0
+    for count, sample in enumerate(samples, start=1):
+        for name, sub in layout.inputs.items():
+            folder = Path(root) / sub
+            folder.mkdir(parents=True, exist_ok=True)
+            np.ascontiguousarray(sample.inputs[name], dtype=np.float32).tofile(folder / f"{count - 1}.bin")
+    return count
+
+
+@dataclass(frozen=True)
+class InputDifference:
+    """Where one seed file departs from the suite's sample for the same item."""
+
+    file: str  # relative to the seed folder, e.g. 'input_0/3.bin'
+    sample_id: str
+    max_abs: float
+    mean_abs: float
+    fraction: float  # of elements beyond the tolerance
+
+    def __str__(self) -> str:
+        return (f"{self.file} vs {self.sample_id}: max |diff| {self.max_abs:.4g}, mean {self.mean_abs:.4g}, "
+                f"{100 * self.fraction:.3g} % of elements beyond tolerance")
+
+
+@dataclass
+class SeedInputComparison:
+    """The seed's preprocessed tensors against the suite's, item by item (file ``i`` <-> sample ``i``)."""
+
+    root: Path
+    atol: float
+    rtol: float
+    compared: int = 0
+    differences: list[InputDifference] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)  # files without a sample, or the reverse
+
+    @property
+    def passed(self) -> bool:
+        return self.compared > 0 and not self.differences and not self.unpaired
+
+    def message(self) -> str:
+        if not self.compared and not self.unpaired:
+            return f"{self.root}: no item to compare"
+        parts = [f"{len(self.differences)} of {self.compared} seed file(s) differ from the suite's "
+                 f"preprocessing (|diff| > {self.atol:g} + {self.rtol:g} * |suite|)"]
+        parts += [f"  {d}" for d in self.differences[:10]]
+        if len(self.differences) > 10:
+            parts.append(f"  ... and {len(self.differences) - 10} more")
+        if self.unpaired:
+            parts.append(f"unpaired: {', '.join(self.unpaired[:10])}")
+        return "\n".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"root": str(self.root), "compared": self.compared, "atol": self.atol, "rtol": self.rtol,
+                "differing": [d.__dict__ for d in self.differences], "unpaired": self.unpaired,
+                "passed": self.passed}
+
+
+# Two implementations of the same preprocessing (PIL vs OpenCV resize, uint8 rounding, float
+# order of operations) agree to float32 rounding; a different crop, interpolation or
+# normalisation moves many elements by far more than this.
+SEED_INPUT_ATOL = 1e-4
+SEED_INPUT_RTOL = 1e-5
+
+
+def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
+                        sample_shapes: Mapping[str, Sequence[int]], atol: float = SEED_INPUT_ATOL,
+                        rtol: float = SEED_INPUT_RTOL) -> SeedInputComparison:
+    """Pair the seed's ``<i>.bin`` files with the suite's samples in dataset order and compare
+    them element-wise, each input on its own; a file of another shape is a difference too."""
+    root = Path(root)
+    result = SeedInputComparison(root, atol, rtol)
+    expected = {n: int(np.prod(s)) for n, s in sample_shapes.items()}
+    seed_files = {name: _numbered_bins(root / sub) for name, sub in layout.inputs.items()}
+    suite = iter(samples)
+    count = max(len(paths) for paths in seed_files.values())
+    for index in range(count):
+        sample = next(suite, None)
+        if sample is None:
+            result.unpaired.append(f"{index}.bin (and after): no suite sample; the seed folder holds "
+                                   f"{count} files")
+            break
+        for name, paths in seed_files.items():
+            rel = f"{layout.inputs[name]}/{index}.bin"
+            if index >= len(paths) or int(paths[index].stem) != index:
+                result.unpaired.append(f"{rel}: missing")
+                continue
+            seed = np.fromfile(paths[index], dtype=np.float32)
+            mine = np.ascontiguousarray(sample.inputs[name], dtype=np.float32).ravel()
+            result.compared += 1
+            if seed.size != mine.size:
+                result.differences.append(InputDifference(
+                    f"{rel} ({seed.size} values, the suite's sample {expected[name]}: another --profile?)",
+                    sample.id, float("inf"), float("inf"), 1.0))
+                continue
+            diff = np.abs(seed.astype(np.float64) - mine)
+            beyond = diff > atol + rtol * np.abs(mine)
+            if beyond.any():
+                result.differences.append(InputDifference(rel, sample.id, float(diff.max()),
+                                                          float(diff.mean()), float(beyond.mean())))
+    else:
+        extra = next(suite, None)
+        if extra is not None:
+            result.unpaired.append(f"suite sample {extra.id} (and after): no seed file {count}.bin")
+    return result
+
+
+# --- the seeds' postprocess formulas, reimplemented, to show a dump reads back to the metric -----
+
+def efficient3dcnn_seed_top1(result_path: Path, info_path: Path, labels: Mapping[str, int],
+                             classes: int = 101) -> float:
+    """Efficient-3DCNNs_postprocess.py's formula: bins ordered by their number
+    (``int(name[:-6])``, sumary.json set aside), each row softmaxed, rows averaged per video id in
+    the .info's order, a video's prediction its top-scoring class; top-1 in percent."""
+    bins = sorted((p for p in Path(result_path).iterdir() if p.name != SUMMARY_FILE),
+                  key=lambda p: int(p.name[:-6]))
+    per_video: dict[str, list[np.ndarray]] = {}
+    for line, path in zip(read_info(info_path), bins):
+        rows = np.fromfile(path, dtype=np.float32).reshape(-1, classes).astype(np.float64)
+        for video, row in zip(line, rows):
+            per_video.setdefault(video, []).append(softmax(row))
+    hits = [int(np.argmax(np.mean(scores, axis=0)) == labels[video]) for video, scores in per_video.items()]
+    return 100.0 * float(np.mean(hits))
+
+
+def slowfast_seed_topk(result_dir: Path, label_file: Path, k: int = 1) -> float:
+    """slowfast_postprocess.py's formula over an ``--outfmt TXT`` folder: ``<i>_0.txt`` for i in
+    0..(files not ending in .json)-1, each line's space-separated fields but the last, rows cut to
+    the label file's length, mmaction's top-k accuracy (label among the k highest); in percent."""
+    labels = [int(line.split(" ")[1]) for line in Path(label_file).read_text().splitlines() if line.strip()]
+    count = len([p for p in Path(result_dir).iterdir() if not p.name.endswith(".json")])
+    rows = []
+    for index in range(count):
+        for line in (Path(result_dir) / f"{index}_0.txt").read_text().splitlines(keepends=True):
+            rows.append(np.array([float(x) for x in line.split(" ")[:-1]]))
+    rows = rows[:len(labels)]
+    hits = [label in np.argsort(row)[::-1][:k] for row, label in zip(rows, labels)]
+    return 100.0 * float(np.mean(hits))

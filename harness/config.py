@@ -27,6 +27,8 @@ class RunConfig:
     cache_dir: Path = Path(".cache")
     report_dir: Path = Path("reports")
     save_outputs: Path | None = None
+    save_layout: str = "npz"  # of --save-outputs: 'npz' per sample id, or 'ais_bench' (.bin + sumary.json)
+    seed_inputs: Path | None = None  # the seeds' preprocessed folders, <dir>/<model>/
     baseline: Path | None = None
     fps_regression: float = 0.10  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)

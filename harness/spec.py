@@ -9,7 +9,7 @@ What a model folder provides, besides data:
 * ``network.build(profile, state_dict=None) -> torch.nn.Module`` -- the PyTorch network with
   upstream state_dict keys. ``state_dict`` (already unwrapped and prefix-stripped) lets a model
   pick a variant from what a checkpoint holds; the harness then loads it strictly.
-* ``data.open_dataset(root, profile, protocol, limit) -> Dataset`` -- streams :class:`Sample`s
+* ``data.open_dataset(root, profile, protocol, limit=None, generated=False) -> Dataset`` -- streams :class:`Sample`s
   from the real layout under ``root``; raises :class:`DatasetLayoutError` showing the expected
   tree when the layout is wrong.
 * ``data.generate(root, profile, protocol)`` -- writes a small deterministic dataset in that same
@@ -118,7 +118,7 @@ class Agreement:
     data_range: float = 1.0  # frames: the PSNR peak
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelSpec:
     name: str  # registry key, used in --models and report rows
     task: str
@@ -156,6 +156,9 @@ class ModelSpec:
     # 'output:<name>', 'fps:<soc>:<bs>', 'published:<metric or figure>'); tests/test_model_cards.py
     # fails on any difference not declared here and on any declaration that no longer differs
     deviations: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the card is large: test ids and --setup-plan show its name
+        return f"ModelSpec({self.name!r})"
 
     def profile(self, name: str) -> Profile:
         return self.profiles[name]

@@ -9,8 +9,12 @@ import pytest
 import torch
 
 # the fake Ascend toolkit (atc, npu-smi, both ais_bench generations) for every test module
-from fakes.toolkit import (_fakes_forgotten, fake_ascend_toolkit, fake_ascend_toolkit_msit,  # noqa: F401
-                           fake_ascend_toolkit_tools)
+from fakes.toolkit import (  # noqa: F401
+    _fakes_forgotten,
+    fake_ascend_toolkit,
+    fake_ascend_toolkit_msit,
+    fake_ascend_toolkit_tools,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +29,37 @@ def single_thread():
 
 PROJECT = Path(__file__).resolve().parents[1]
 
+TINY_INPUTS = {"clip": (3, 4, 8, 8), "gain": (1, 4, 8, 8)}
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A tiny graph for the backends' own tests: Conv3d + ReLU scaled by a second input
+    (``features``), and its mean through a Reshape (``mean``: int64 shape arithmetic for the
+    Ascend graph passes); exported like the harness does (dynamic batch)."""
+    torch.manual_seed(0)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
+
+        def forward(self, clip, gain):
+            features = torch.relu(self.conv(clip)) * gain
+            return features, features.reshape(features.shape[0], -1).mean(dim=1, keepdim=True)
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    args = tuple(torch.randn(1, *shape) for shape in TINY_INPUTS.values())
+    axes = {name: {0: "batch"} for name in (*TINY_INPUTS, "features", "mean")}
+    torch.onnx.export(Tiny().eval(), args, str(path), dynamo=False, opset_version=11,
+                      input_names=list(TINY_INPUTS), output_names=["features", "mean"], dynamic_axes=axes)
+    return path
+
+
+def tiny_feeds(batch_size: int, seed: int = 1) -> dict:
+    rng = __import__("numpy").random.default_rng(seed)
+    return {name: rng.standard_normal((batch_size, *shape)).astype("float32") for name, shape in TINY_INPUTS.items()}
+
 
 @pytest.fixture(scope="session")
 def sandbox_cache(tmp_path_factory) -> Path:
@@ -37,19 +72,21 @@ def sandbox_cache(tmp_path_factory) -> Path:
 def run_suite(pytester, sandbox_cache):
     """Run the suite's own tests in a subprocess, as a user would, and return the result.
 
-    ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",))``: ``plugin`` is the source
-    of a pytest plugin loaded with ``-p`` (a deliberately broken backend, dataset or option);
+    ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
+    ``plugin`` is the source of a pytest plugin loaded with ``-p`` (a deliberately broken backend,
+    dataset or option); ``project`` another copy of the project (a sandbox with a new model);
     the result carries ``.results`` (the run's results.json, or None) besides pytester's
     ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).
     """
-    def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",)):
-        args = [str(PROJECT / "tests" / t) for t in tests]
+    def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",),
+            project: Path = PROJECT, cache: Path | None = None):
+        args = [str(project / "tests" / t) for t in tests]
         if plugin is not None:
             pytester.makepyfile(sandbox_fault=plugin)
             args += ["-p", "sandbox_fault"]
         report_dir = pytester.path / "reports"
         result = pytester.runpytest_subprocess(
-            *args, f"--rootdir={PROJECT}", "-p", "no:cacheprovider", f"--cache-dir={sandbox_cache}",
+            *args, f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or sandbox_cache}",
             f"--report-dir={report_dir}", *options)
         latest = report_dir / "latest" / "results.json"
         result.results = json.loads(latest.read_text()) if latest.exists() else None

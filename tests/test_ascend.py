@@ -18,13 +18,18 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import TINY_INPUTS, tiny_feeds
 from harness import aisbench, registry, stages
 from harness.backends import onnx_passes
-from harness.backends.ascend import (KEEP_DTYPE_CFG, AscendBackend, atc_command, npu_smi_versions,
-                                     static_input_shapes)
+from harness.backends.ascend import (
+    KEEP_DTYPE_CFG,
+    AscendBackend,
+    atc_command,
+    npu_smi_versions,
+    static_input_shapes,
+)
 from harness.backends.base import BackendUnavailable
 from harness.config import RunConfig
-from harness.metrics import softmax
 
 FLOW_MODELS = ("flownet2", "gma")
 
@@ -204,39 +209,6 @@ def test_ascend_availability_names_what_is_missing(monkeypatch, tmp_path):
 
 # --- the whole path with the fake toolkit -------------------------------------------------------
 
-TINY_INPUTS = {"clip": (3, 4, 8, 8), "gain": (1, 4, 8, 8)}
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory) -> Path:
-    """Conv3d + ReLU scaled by a second input, flattened through a Reshape (int64 shape
-    arithmetic for the passes), exported like the harness does (dynamic batch)."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
-
-        def forward(self, clip, gain):
-            features = torch.relu(self.conv(clip)) * gain
-            return features, features.reshape(features.shape[0], -1).mean(dim=1, keepdim=True)
-
-    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    args = tuple(torch.randn(1, *shape) for shape in TINY_INPUTS.values())
-    axes = {name: {0: "batch"} for name in (*TINY_INPUTS, "features", "mean")}
-    torch.onnx.export(Tiny().eval(), args, str(path), dynamo=False, opset_version=11,
-                      input_names=list(TINY_INPUTS), output_names=["features", "mean"], dynamic_axes=axes)
-    return path
-
-
-def _feeds(batch_size: int, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((batch_size, *shape)).astype(np.float32)
-            for name, shape in TINY_INPUTS.items()}
-
-
 def _om_contents(om: Path) -> tuple[onnx.ModelProto, dict]:
     with zipfile.ZipFile(om) as archive:
         return onnx.load_from_string(archive.read("model.onnx")), json.loads(archive.read("atc_args.json"))
@@ -257,7 +229,7 @@ def test_whole_path_compile_run_dump(fake_ascend_toolkit, tiny_onnx, tmp_path, b
     assert args["keep_dtype_lines"] == ["OpType::Conv3D"] and args["soc_version"] == "Ascend310P3"
 
     session = backend.open(om, shapes)
-    feeds = _feeds(batch_size)
+    feeds = tiny_feeds(batch_size)
     outputs = session.run(feeds)
     expected = ort.InferenceSession(str(tiny_onnx)).run(None, feeds)
     assert list(outputs) == ["features", "mean"]
@@ -305,7 +277,7 @@ def test_session_rejects_shapes_the_om_was_not_compiled_for(fake_ascend_toolkit_
     om = AscendBackend().compile(tiny_onnx, static_input_shapes(spec, "full", 2), tmp_path / "t.om", spec)
     session = AscendBackend().open(om, static_input_shapes(spec, "full", 2))
     with pytest.raises(RuntimeError, match="compiled for float32"):
-        session.run(_feeds(1))
+        session.run(tiny_feeds(1))
     session.close()
 
 
@@ -392,21 +364,6 @@ def test_reads_slowfast_bins_and_info(tmp_path):
 
 # --- a seed's postprocess formula over the suite's ais_bench-layout dump -------------------------
 
-def _efficient3dcnn_seed_top1(result_path: Path, info_path: Path, labels: dict[str, int]) -> float:
-    """Efficient-3DCNNs_postprocess.py's formula, reimplemented: bins ordered by their number
-    (``int(name[:-6])``, sumary.json set aside), each row softmaxed, rows averaged per video id in
-    the .info's order, a video's prediction its top-scoring class."""
-    bins = sorted((p for p in result_path.iterdir() if p.name != "sumary.json"),
-                  key=lambda p: int(p.name[:-6]))
-    per_video: dict[str, list[np.ndarray]] = {}
-    for line, path in zip(aisbench.read_info(info_path), bins):
-        rows = np.fromfile(path, dtype=np.float32).reshape(-1, 101)
-        for video, row in zip(line, rows):
-            per_video.setdefault(video, []).append(softmax(row.astype(np.float64)))
-    hits = [int(np.argmax(np.mean(scores, axis=0)) == labels[video]) for video, scores in per_video.items()]
-    return 100.0 * float(np.mean(hits))
-
-
 def test_efficient3dcnn_seed_postprocess_on_the_dump_gives_the_suites_top1(tmp_path):
     spec = registry.get("efficient3dcnn")
     profile, protocol = spec.profile("smoke"), spec.protocol_for("smoke")
@@ -432,7 +389,7 @@ def test_efficient3dcnn_seed_postprocess_on_the_dump_gives_the_suites_top1(tmp_p
     aisbench.write_summary(dump, batch_size, [1.0])
     (tmp_path / "ucf101_bs2.info").write_text("\n".join(info_lines) + "\n")
     labels = {s.target[0]: int(s.target[1]) for s in samples}
-    seed_top1 = _efficient3dcnn_seed_top1(dump, tmp_path / "ucf101_bs2.info", labels)
+    seed_top1 = aisbench.efficient3dcnn_seed_top1(dump, tmp_path / "ucf101_bs2.info", labels)
     assert seed_top1 == pytest.approx(scorer.result()["top1"])
     assert 0 < seed_top1 < 100  # neither all right nor all wrong: the figure depends on the rows
 

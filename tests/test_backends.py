@@ -8,41 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TINY_INPUTS, tiny_feeds
 from harness.backends.base import BackendUnavailable
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.openvino import IR_XML, OpenVinoBackend
 from harness.backends.tensorrt import TensorRtBackend
 
-TINY_INPUTS = {"clip": (3, 4, 8, 8), "gain": (1, 4, 8, 8)}
 TINY_PARAMETERS = 4 * 3 * 3 * 3 * 3 + 4  # Conv3d(3, 4, 3) weight + bias
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory) -> Path:
-    """Conv3d + ReLU scaled by a second input, exported like the harness does (dynamic batch)."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
-
-        def forward(self, clip, gain):
-            return torch.relu(self.conv(clip)) * gain
-
-    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    args = tuple(torch.randn(1, *shape) for shape in TINY_INPUTS.values())
-    axes = {name: {0: "batch"} for name in (*TINY_INPUTS, "features")}
-    torch.onnx.export(Tiny().eval(), args, str(path), dynamo=False, opset_version=11,
-                      input_names=list(TINY_INPUTS), output_names=["features"], dynamic_axes=axes)
-    return path
-
-
-def _feeds(batch_size: int, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((batch_size, *shape)).astype(np.float32)
-            for name, shape in TINY_INPUTS.items()}
 
 
 def _shapes(batch_size: int) -> dict[str, tuple[int, ...]]:
@@ -58,7 +30,7 @@ def _run_openvino(backend, onnx_path, artifact, batch_size):
     compiled = backend.compile(onnx_path, _shapes(batch_size), artifact, spec=None)
     session = backend.open(compiled, _shapes(batch_size))
     try:
-        return compiled, session.run(_feeds(batch_size))
+        return compiled, session.run(tiny_feeds(batch_size))
     finally:
         session.close()
 
@@ -77,7 +49,7 @@ def test_openvino_fp32_matches_onnxruntime_per_batch_size(tiny_onnx, tmp_path, b
     model = ov.Core().read_model(str(artifact / IR_XML))
     assert {p.get_any_name(): tuple(p.get_shape()) for p in model.inputs} == _shapes(batch_size)
 
-    expected = _reference(tiny_onnx, _feeds(batch_size))
+    expected = _reference(tiny_onnx, tiny_feeds(batch_size))
     assert outputs["features"].shape == expected.shape == (batch_size, 4, 4, 8, 8)
     np.testing.assert_allclose(outputs["features"], expected, rtol=1e-5, atol=1e-5)
     assert backend.precision == "fp32"
@@ -93,7 +65,7 @@ def test_openvino_default_precision_is_what_the_cpu_runs(tiny_onnx, tmp_path):
     if backend.precision == "bf16":
         assert "BF16" in capabilities
 
-    expected = _reference(tiny_onnx, _feeds(2))
+    expected = _reference(tiny_onnx, tiny_feeds(2))
     error = np.abs(outputs["features"] - expected).max() / np.abs(expected).max()
     if backend.precision == "fp32":
         assert error < 1e-5

@@ -28,3 +28,13 @@ def test_deployed_outputs_match_pytorch(model, batch_size, backend, deployed_out
     stats = deployed_outputs.elementwise
     record(conformance=stats.as_dict(), weights=weights.provenance, data=deployed_outputs.dataset)
     assert stats.passed, f"{model.name} bs{batch_size} on {backend.name} ({backend.precision}): {stats.message()}"
+
+
+def test_seed_preprocessing_matches_the_suites(model, run, dataset, seed_inputs):
+    """--seed-inputs: the seed's *_preprocess.py output and the suite's samples, item by item
+    (file <i>.bin <-> the suite's i-th sample), element-wise; red names the files that differ."""
+    from harness import aisbench
+
+    comparison = aisbench.compare_seed_inputs(seed_inputs, model.seed_bin_layout, dataset,
+                                              model.profile(run.profile).inputs)
+    assert comparison.passed, f"{model.name}: --seed-inputs {seed_inputs}: {comparison.message()}"

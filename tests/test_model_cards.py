@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import registry
 from harness.backends.ascend import atc_command, static_input_shapes
 from harness.spec import OOM, ModelSpec
 
@@ -34,11 +33,6 @@ SEED_SOC = f"Ascend{SEED_CHIP}"
 SOC_FAMILIES = {"310P": SEED_CHIP}
 SEED_BATCH_SIZES = (1, 4)  # every seed's command covers them (Efficient-3DCNNs writes both out)
 
-CARDS = registry.all_specs()
-
-
-def _ids(spec: ModelSpec) -> str:
-    return spec.name
 
 
 def seed_text(spec: ModelSpec) -> str:
@@ -324,42 +318,36 @@ def declaration_problems(spec: ModelSpec, differences: dict[str, str]) -> str:
 # --- the registered cards ------------------------------------------------------------------
 
 @pytest.mark.parametrize("batch_size", SEED_BATCH_SIZES)
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_atc_command_matches_seed(card, batch_size):
-    problem = undeclared(card, atc_differences(card, seed_text(card), batch_size))
+def test_atc_command_matches_seed(model, batch_size):
+    problem = undeclared(model, atc_differences(model, seed_text(model), batch_size))
     assert not problem, problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_full_profile_shapes_match_seed(card):
-    problem = undeclared(card, shape_differences(card, seed_text(card)))
+def test_full_profile_shapes_match_seed(model):
+    problem = undeclared(model, shape_differences(model, seed_text(model)))
     assert not problem, problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_reference_fps_matches_seed(card):
-    problem = undeclared(card, fps_differences(card, seed_text(card)))
+def test_reference_fps_matches_seed(model):
+    problem = undeclared(model, fps_differences(model, seed_text(model)))
     assert not problem, problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_published_figures_match_seed(card):
-    problem = undeclared(card, published_differences(card, seed_text(card)))
+def test_published_figures_match_seed(model):
+    problem = undeclared(model, published_differences(model, seed_text(model)))
     assert not problem, problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_every_declared_deviation_is_a_difference_with_a_reason(card):
-    problem = declaration_problems(card, card_differences(card, seed_text(card)))
+def test_every_declared_deviation_is_a_difference_with_a_reason(model):
+    problem = declaration_problems(model, card_differences(model, seed_text(model)))
     assert not problem, problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_seed_tables_were_read(card):
+def test_seed_tables_were_read(model):
     """The parsers found what every seed has: an atc command, a reference FPS table, figures."""
-    text = seed_text(card)
-    assert seed_reference_fps(text).get(SEED_SOC), f"{card.seed}: no {SEED_SOC} FPS table read"
-    assert seed_published_figures(text), f"{card.seed}: no published accuracy figure read"
+    text = seed_text(model)
+    assert seed_reference_fps(text).get(SEED_SOC), f"{model.seed}: no {SEED_SOC} FPS table read"
+    assert seed_published_figures(text), f"{model.seed}: no published accuracy figure read"
     assert all(seed_atc_flags(text, bs)["--framework"] == "5" for bs in SEED_BATCH_SIZES)
 
 
@@ -372,48 +360,44 @@ def _first_input_widened(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, profiles={**spec.profiles, "full": dataclasses.replace(full, inputs=inputs)})
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_undeclared_shape_deviation_is_reported(card):
-    changed = _first_input_widened(card)
+def test_undeclared_shape_deviation_is_reported(model):
+    changed = _first_input_widened(model)
     name = next(iter(changed.profile("full").inputs))
-    problem = undeclared(changed, shape_differences(changed, seed_text(card)))
+    problem = undeclared(changed, shape_differences(changed, seed_text(model)))
     assert f"  input:{name}: the seed's per-sample shape is" in problem
-    assert problem.startswith(f"{card.name}: differs from its seed {card.seed} where spec.deviations declares nothing")
+    assert problem.startswith(f"{model.name}: differs from its seed {model.seed} where spec.deviations declares nothing")
     # declared, it passes
     declared = dataclasses.replace(changed, deviations={**changed.deviations, f"input:{name}": "wider on purpose"})
-    assert not undeclared(declared, shape_differences(declared, seed_text(card)))
+    assert not undeclared(declared, shape_differences(declared, seed_text(model)))
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_undeclared_atc_fps_and_published_deviations_are_reported(card):
-    text = seed_text(card)
-    other_format = dataclasses.replace(card, atc_input_format="NHWC")
+def test_undeclared_atc_fps_and_published_deviations_are_reported(model):
+    text = seed_text(model)
+    other_format = dataclasses.replace(model, atc_input_format="NHWC")
     assert "atc:--input_format" in undeclared(other_format, atc_differences(other_format, text, 1))
 
-    soc, row = next(iter(card.reference_fps.items()))
+    soc, row = next(iter(model.reference_fps.items()))
     batch_size = next(bs for bs, fps in row.items() if fps != OOM)
-    slower = dataclasses.replace(card, reference_fps={**card.reference_fps, soc: {**row, batch_size: row[batch_size] / 2}})
+    slower = dataclasses.replace(model, reference_fps={**model.reference_fps, soc: {**row, batch_size: row[batch_size] / 2}})
     assert f"fps:{soc}:{batch_size}: the seed's table has" in undeclared(slower, fps_differences(slower, text))
 
-    metric = next(m for m in card.metrics if m.published is not None)
+    metric = next(m for m in model.metrics if m.published is not None)
     moved = dataclasses.replace(metric, published=metric.published + 1.0)
-    retold = dataclasses.replace(card, metrics=tuple(moved if m is metric else m for m in card.metrics))
+    retold = dataclasses.replace(model, metrics=tuple(moved if m is metric else m for m in model.metrics))
     problem = undeclared(retold, published_differences(retold, text))
     assert f"published:{metric.name}: the card publishes {metric.name}={moved.published}" in problem
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_stale_or_unexplained_declaration_is_reported(card):
-    differences = card_differences(card, seed_text(card))
-    stale = dataclasses.replace(card, deviations={**card.deviations, "atc:--no_such_flag": "was true once"})
+def test_stale_or_unexplained_declaration_is_reported(model):
+    differences = card_differences(model, seed_text(model))
+    stale = dataclasses.replace(model, deviations={**model.deviations, "atc:--no_such_flag": "was true once"})
     assert "  atc:--no_such_flag: declared, but no longer differs from the seed" in declaration_problems(stale, differences)
-    key = next(iter(differences), None) or pytest.skip(f"{card.name} declares no deviation to blank")
-    blank = dataclasses.replace(card, deviations={**card.deviations, key: " "})
+    key = next(iter(differences), None) or pytest.skip(f"{model.name} declares no deviation to blank")
+    blank = dataclasses.replace(model, deviations={**model.deviations, key: " "})
     assert f"  {key}: declared without a reason" in declaration_problems(blank, differences)
 
 
-@pytest.mark.parametrize("card", CARDS, ids=_ids)
-def test_without_the_seeds_folder_the_comparison_skips_saying_why(card, monkeypatch, tmp_path):
+def test_without_the_seeds_folder_the_comparison_skips_saying_why(model, monkeypatch, tmp_path):
     monkeypatch.setattr(sys.modules[__name__], "SEEDS", tmp_path / "seeds")
     with pytest.raises(pytest.skip.Exception, match=rf"the seeds folder {tmp_path / 'seeds'} is not here"):
-        seed_text(card)
+        seed_text(model)
