@@ -22,19 +22,21 @@ PROFILES = ("smoke", "full")
 SAVE_LAYOUTS = ("npz", "ais_bench")
 
 
-def _inside_project(path: str) -> bool:
+def _inside_project(path: str, base: str) -> bool:
     try:
-        return Path(path).resolve().is_relative_to(PROJECT)
+        return (Path(base) / path).resolve().is_relative_to(PROJECT)
     except (OSError, ValueError):
         return False
 
 
 def concerns_project(argv: list[str] | None = None, cwd: str | None = None) -> bool:
     """True when pytest runs from inside the project or is given a path inside it."""
-    if _inside_project(cwd or os.getcwd()):
+    cwd = cwd or os.getcwd()
+    if _inside_project(cwd, cwd):
         return True
     args = sys.argv[1:] if argv is None else argv
-    return any(_inside_project(a.split("=", 1)[-1]) for a in args if a.split("=", 1)[-1])
+    values = [a.split("=", 1)[-1] for a in args]
+    return any(_inside_project(v, cwd) for v in values if v and not v.startswith("-"))
 
 
 def add_options(parser) -> None:

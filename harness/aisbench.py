@@ -33,9 +33,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-import time
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -309,8 +309,8 @@ class SeedInputComparison:
     def message(self) -> str:
         if not self.compared and not self.unpaired:
             return f"{self.root}: no item to compare"
-        parts = [f"{len(self.differences)} of {self.compared} seed file(s) differ from the suite's "
-                 f"preprocessing (|diff| > {self.atol:g} + {self.rtol:g} * |suite|)"]
+        parts = [(f"{len(self.differences)} of {self.compared} seed file(s) differ from the suite's "
+                  f"preprocessing (|diff| > {self.atol:g} + {self.rtol:g} * |suite|)")]
         parts += [f"  {d}" for d in self.differences[:10]]
         if len(self.differences) > 10:
             parts.append(f"  ... and {len(self.differences) - 10} more")
@@ -345,8 +345,7 @@ def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
     for index in range(count):
         sample = next(suite, None)
         if sample is None:
-            result.unpaired.append(f"{index}.bin (and after): no suite sample; the seed folder holds "
-                                   f"{count} files")
+            result.unpaired.append(f"{index}.bin (and after): no suite sample; the seed folder holds {count} files")
             break
         for name, paths in seed_files.items():
             rel = f"{layout.inputs[name]}/{index}.bin"

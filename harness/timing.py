@@ -14,7 +14,8 @@ def plan_rounds(seconds_per_round: float, budget_s: float, minimum: int = 3, max
     return int(min(maximum, max(minimum, budget_s // seconds_per_round)))
 
 
-def summarize(times_s: list[float], batch_size: int, compute_ms: list[float]) -> dict:
+def summarize(times_s: list[float], batch_size: int, compute_ms: list[float],
+              transfers_ms: list[dict[str, float]] = ()) -> dict:
     ms = np.asarray(times_s) * 1000.0
     out = {
         "fps": 1000.0 * batch_size / float(np.median(ms)),
@@ -29,6 +30,10 @@ def summarize(times_s: list[float], batch_size: int, compute_ms: list[float]) ->
     if compute_ms:
         out["compute_ms"] = float(np.mean(compute_ms))
         out["compute_fps"] = 1000.0 * batch_size / out["compute_ms"]  # ais_bench: 1000*bs/mean compute ms
+    for name in ("h2d_ms", "d2h_ms"):
+        values = [t[name] for t in transfers_ms if name in t]
+        if values:
+            out[name] = float(np.mean(values))
     return out
 
 

@@ -62,14 +62,17 @@ def tiny_feeds(batch_size: int, seed: int = 1) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sandbox_cache(tmp_path_factory) -> Path:
-    """One artifact cache for every sandboxed suite run of this session: the faithful and the
-    broken runs of a model share its ONNX and reference outputs, so each case costs one pass."""
-    return tmp_path_factory.mktemp("sandbox-cache")
+def suite_cache(request) -> Path:
+    """The run's --cache-dir, shared by the unit tests that need a model's ONNX or data and by the
+    sandboxed suite runs: every artifact is built once per session (content-keyed, locked,
+    renamed into place, so concurrent processes share it safely)."""
+    from fixtures.options import run_config
+
+    return run_config(request.config).cache_dir
 
 
 @pytest.fixture
-def run_suite(pytester, sandbox_cache):
+def run_suite(pytester, suite_cache):
     """Run the suite's own tests in a subprocess, as a user would, and return the result.
 
     ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
@@ -86,7 +89,7 @@ def run_suite(pytester, sandbox_cache):
             args += ["-p", "sandbox_fault"]
         report_dir = pytester.path / "reports"
         result = pytester.runpytest_subprocess(
-            *args, f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or sandbox_cache}",
+            *args, f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or suite_cache}",
             f"--report-dir={report_dir}", *options)
         latest = report_dir / "latest" / "results.json"
         result.results = json.loads(latest.read_text()) if latest.exists() else None

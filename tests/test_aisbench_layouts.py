@@ -15,10 +15,10 @@ MODEL = "efficient3dcnn"  # the fastest model whose seed postprocess the suite r
 
 
 @pytest.fixture(scope="module")
-def suite_samples(tmp_path_factory) -> list:
+def suite_samples(suite_cache) -> list:
     """The suite's own smoke samples of MODEL, in dataset order (generated data is deterministic,
     so a sandboxed suite run sees the same ones)."""
-    return list(stages.open_dataset(registry.get(MODEL), "smoke", None, tmp_path_factory.mktemp("cache")))
+    return list(stages.open_dataset(registry.get(MODEL), "smoke", None, suite_cache))
 
 
 # --- the dump ------------------------------------------------------------------------------------
@@ -46,6 +46,8 @@ def test_dump_numbers_samples_in_order_and_reads_them_back(tmp_path, fmt):
     assert summary["throughput"] == pytest.approx(1000.0 * 2 / 2.0) and len(summary["filesinfo"]) == 3
     with pytest.raises(KeyError, match="'d'"):
         dump.get("d")
+    with pytest.raises(ValueError, match="'NPY': expected one of BIN, TXT"):
+        aisbench.AisBenchDump(root, shapes, "NPY")
 
 
 def test_txt_dump_reads_back_through_the_slowfast_formula(tmp_path):
@@ -143,6 +145,6 @@ def test_seed_inputs_conformance_green_then_red_naming_the_file(run_suite, tmp_p
 
 def test_seed_inputs_without_a_model_folder_is_a_usage_error(run_suite, tmp_path):
     result = run_suite(f"--models={MODEL}", f"--seed-inputs={tmp_path}")
-    result.stderr.fnmatch_lines([f"*--seed-inputs {tmp_path}: no folder for any selected model; expected "
-                                 f"{tmp_path / MODEL}/*"])
+    expected = f"*--seed-inputs {tmp_path}: no folder for any selected model; expected {tmp_path / MODEL}/*"
+    result.stderr.fnmatch_lines([expected])
     assert result.ret != 0

@@ -45,10 +45,9 @@ def _spec(inputs: dict, input_format=None, keep_fp32=(), passes=()):
 # --- graph passes ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def flow_onnx(tmp_path_factory) -> dict[str, Path]:
-    """The smoke-profile simplified ONNX of the models whose seeds run graph passes (~35 s once)."""
-    cache_dir = tmp_path_factory.mktemp("ascend-onnx")
-    return {name: stages.onnx_for(registry.get(name), "smoke", cache_dir) for name in FLOW_MODELS}
+def flow_onnx(suite_cache) -> dict[str, Path]:
+    """The smoke-profile simplified ONNX of the models whose seeds run graph passes (the run's own)."""
+    return {name: stages.onnx_for(registry.get(name), "smoke", suite_cache) for name in FLOW_MODELS}
 
 
 def _random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:

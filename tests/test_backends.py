@@ -4,6 +4,7 @@ commands against the seeds' are in test_model_cards.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -80,3 +81,15 @@ def test_tensorrt_availability_says_what_is_missing():
     assert why and ("tensorrt" in why or "CUDA" in why)
     with pytest.raises(BackendUnavailable):
         TensorRtBackend("fp32").compile(Path("m.onnx"), {}, Path("m.engine"), spec=None)
+
+
+@pytest.mark.parametrize("flags, requested, expected", [
+    (("FP16", "TF32"), "default", "fp16"),  # TensorRT 10: an fp16 engine
+    (("FP16", "TF32"), "fp32", "fp32"),
+])
+def test_tensorrt_default_precision_builds_fp16_engines(monkeypatch, flags, requested, expected):
+    fake = SimpleNamespace(BuilderFlag=SimpleNamespace(**{f: f for f in flags}), __version__="10.9")
+    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    backend = TensorRtBackend(requested)
+    assert backend.precision == expected
+    assert backend._fp16_engine(fake) is (expected == "fp16")

@@ -15,9 +15,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def generated_cache(tmp_path_factory) -> Path:
-    """Where the generated defaults are written, shared by this module's tests."""
-    return tmp_path_factory.mktemp("generated")
+def generated_cache(suite_cache) -> Path:
+    """Where the generated defaults are written: the run's own cache."""
+    return suite_cache
 
 
 def _check_samples(model, samples, profile="smoke"):

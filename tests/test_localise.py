@@ -23,9 +23,8 @@ RUNTIMES = ("onnxruntime", "openvino")
 
 
 @pytest.fixture(scope="module")
-def smoke_onnx(tmp_path_factory) -> dict[str, Path]:
-    cache_dir = tmp_path_factory.mktemp("localise-cache")
-    return {name: stages.onnx_for(registry.get(name), "smoke", cache_dir) for name in MODELS}
+def smoke_onnx(suite_cache) -> dict[str, Path]:
+    return {name: stages.onnx_for(registry.get(name), "smoke", suite_cache) for name in MODELS}
 
 
 def _feeds(name: str) -> dict[str, np.ndarray]:

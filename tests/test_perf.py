@@ -36,6 +36,7 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
     warmup = AIS_BENCH_WARMUP if run.warmup is None else run.warmup
     loop = run.loop or (model.seed_loop if run.profile == "full" else SMOKE_LOOP)
     compute_ms: list[float] = []
+    transfers: list[dict] = []
     wall_s: list[float] = []
 
     def one_run():
@@ -43,10 +44,12 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
         wall_s.append(elapsed)
         if session.last_compute_ms() is not None:
             compute_ms.append(session.last_compute_ms())
+        if session.last_transfer_ms() is not None:
+            transfers.append(session.last_transfer_ms())
         return outputs
 
     outputs = benchmark.pedantic(one_run, rounds=loop, warmup_rounds=warmup, iterations=1)
-    summary = timing.summarize(wall_s[warmup:], batch_size, compute_ms[warmup:] if compute_ms else [])
+    summary = timing.summarize(wall_s[warmup:], batch_size, compute_ms[warmup:], transfers[warmup:])
     summary["warmup"] = warmup
     summary["audit"] = _audit(model, run, weights, request, group, feeds, outputs, backend.precision)
     perf = verdicts.perf_row(model, batch_size, summary, run.soc, gflops_per_sample, peak_gflops)

@@ -34,3 +34,21 @@ def test_batches_pad_the_last_batch_with_its_last_sample():
     got = list(outputs.batches(samples, 2, ["x"]))
     assert [len(group) for group, _ in got] == [2, 1]
     np.testing.assert_array_equal(got[1][1]["x"], [[2, 2], [2, 2]])
+
+
+def test_the_network_key_covers_the_protocol_and_the_code_it_imports(tmp_path, monkeypatch):
+    """GMA builds its network from protocol['iters']; FlowNet2 and GMA import harness/sintel.py:
+    a change to either must reach the ONNX and the reference outputs' keys."""
+    import dataclasses
+
+    from harness import cache
+
+    spec = registry.get("gma")
+    weights = stages.load_weights(spec, None)
+    key = stages.network_key(spec, "smoke", weights)
+    smoke = spec.profile("smoke")
+    fewer_iters = dataclasses.replace(smoke, protocol={**smoke.protocol, "iters": smoke.protocol["iters"] - 1})
+    fewer = dataclasses.replace(spec, profiles={**spec.profiles, "smoke": fewer_iters})
+    assert stages.network_key(fewer, "smoke", weights) != key
+    assert "harness/sintel.py" in {str(p.relative_to(cache.PROJECT_ROOT)) for p in
+                                   cache.source_files(stages.model_package(spec))}

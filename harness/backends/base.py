@@ -43,6 +43,10 @@ class Session(ABC):
         """Device compute time of the last run where the runtime reports it (ais_bench does)."""
         return None
 
+    def last_transfer_ms(self) -> dict[str, float] | None:
+        """{'h2d_ms', 'd2h_ms'} of the last run where the runtime exposes its copies."""
+        return None
+
     def close(self) -> None:
         """Release device memory; sessions are closed after each test that opens one."""
 

@@ -2,10 +2,11 @@
 (TensorRT 10/11 named-tensor API) with torch CUDA tensors as buffers.
 
 Precision: 'fp32' builds with TF32 disabled, so convolutions and matmuls accumulate in full fp32.
-'default' is TensorRT's own choice for an fp32 ONNX: fp32 tensors with TF32 tensor-core math on
-Ampere and newer GPUs. TF32 keeps fp16's 10-bit mantissa, so it is reported as 'fp16' (the
-tolerance class it belongs to); on older GPUs there is no TF32 and it is 'fp32'. Reduced-precision
-builder flags (BuilderFlag.FP16) are not used: TensorRT 11 removed them.
+'default' builds an fp16 engine, as TensorRT deployments (and the seeds' T4 column) run:
+``BuilderFlag.FP16`` where this TensorRT has it (TensorRT 10). TensorRT 11 removed the
+reduced-precision builder flags (networks are strongly typed); there 'default' is fp32 tensors
+with TF32 tensor-core math on Ampere and newer GPUs, which keeps fp16's 10-bit mantissa and is
+reported as 'fp16' (the tolerance class it belongs to); on older GPUs it is 'fp32'.
 """
 from __future__ import annotations
 
@@ -133,7 +134,11 @@ class TensorRtBackend(Backend):
         trt = self._require()
         # an engine only runs on the GPU model and TensorRT version that built it
         return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(self.device),
-                "tf32": "off" if self.requested_precision == "fp32" else "on"}
+                "tf32": "off" if self.requested_precision == "fp32" else "on",
+                "fp16_flag": str(self._fp16_engine(trt))}
+
+    def _fp16_engine(self, trt) -> bool:
+        return self.requested_precision != "fp32" and hasattr(trt.BuilderFlag, "FP16")
 
     @property
     def precision(self) -> str:
@@ -141,7 +146,9 @@ class TensorRtBackend(Backend):
 
         if self.requested_precision == "fp32":
             return "fp32"
-        self._require()
+        trt = self._require()
+        if self._fp16_engine(trt):
+            return "fp16"
         return "fp16" if torch.cuda.get_device_capability(self.device) >= (8, 0) else "fp32"
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
@@ -157,6 +164,8 @@ class TensorRtBackend(Backend):
         config = builder.create_builder_config()
         if self.requested_precision == "fp32":
             config.clear_flag(trt.BuilderFlag.TF32)
+        elif self._fp16_engine(trt):
+            config.set_flag(trt.BuilderFlag.FP16)
         profile = builder.create_optimization_profile()
         for name, shape in input_shapes.items():
             profile.set_shape(name, tuple(shape), tuple(shape), tuple(shape))

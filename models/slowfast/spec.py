@@ -67,7 +67,8 @@ METRIC_TOLERANCE = {"fp32": 0.05, "fp16": 0.3, "bf16": 0.5}
 SPEC = ModelSpec(
     name="slowfast",
     # the seed's *_preprocess.py output folder (harness/aisbench.py)
-    seed_bin_layout=SeedBinLayout(inputs={"video": "bin"}, info="kinetics400.info"),
+    # the seed runs ais_bench with --outfmt TXT and its postprocess reads <i>_0.txt
+    seed_bin_layout=SeedBinLayout(inputs={"video": "bin"}, info="kinetics400.info", outfmt="TXT"),
     task="action recognition (Kinetics-400 val, 400 classes)",
     seed="004_7fa59a3c6cea3be8.txt",
     upstream="open-mmlab/mmaction2@92e5517f1b3cbf937078d66c0dc5c4ba7abf7a08",
