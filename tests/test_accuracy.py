@@ -22,7 +22,7 @@ def test_deployed_model_matches_pytorch(model, batch_size, backend, reference_ou
     localised = divergence.localise() if diverged and deployed_outputs.sample_ids else ""
     record(accuracy=row["accuracy"], accuracy_verdict=row["verdict"], failures=row["failures"],
            notes=row["notes"], elementwise=row["elementwise"], agreement=row["agreement"],
-           published=published, weights=weights.provenance, data=row["data"],
+           published=published, weights=weights.provenance, data=row["data"], environment=backend.environment(),
            worst_sample_picture=divergence.picture(), localisation=localised,
            **({"gate": {"accuracy": gate.findings_record(findings)}} if baseline else {}))
     where = f"{model.name} bs{batch_size} on {backend.name} ({backend.precision})"

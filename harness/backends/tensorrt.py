@@ -99,6 +99,18 @@ class _TensorRtSession(Session):
         self._outputs.clear()
 
 
+def _driver_version() -> str:
+    """The NVIDIA driver version as nvidia-smi reports it, or 'absent'."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "absent"
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "absent"
+
+
 class TensorRtBackend(Backend):
     name = "tensorrt"
     artifact_suffix = ".engine"
@@ -134,8 +146,12 @@ class TensorRtBackend(Backend):
         trt = self._require()
         # an engine only runs on the GPU model and TensorRT version that built it
         return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(self.device),
+                "cuda": str(torch.version.cuda),
                 "tf32": "off" if self.requested_precision == "fp32" else "on",
                 "fp16_flag": str(self._fp16_engine(trt))}
+
+    def environment(self) -> dict:
+        return {**super().environment(), "driver": _driver_version()}
 
     def _fp16_engine(self, trt) -> bool:
         return self.requested_precision != "fp32" and hasattr(trt.BuilderFlag, "FP16")
