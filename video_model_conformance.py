@@ -66,6 +66,9 @@ def add_options(parser) -> None:
     g("--accept-bad-items", default=None, metavar="ID[,ID]",
       help="dataset items known to be unreadable or missing that the run may leave out (reported); "
            "by default any such item fails the run")
+    g("--accept-missing", action="store_true",
+      help="the data root is a partial copy: items the dataset's index lists but that are absent are left "
+           "out (reported; the published figure then does not apply); by default they fail the run")
     g("--batch-sizes", default=None, metavar="1,4,...", help="override the profile's batch sizes")
     g("--models", default=None, metavar="a,b", help="only these registered models")
     g("--limit", default=None, type=int, metavar="N", help="read at most N dataset items per model")

@@ -19,6 +19,7 @@ class RunConfig:
     weights_dir: Path | None = None
     data_root: Path | None = None
     accept_bad_items: tuple[str, ...] = ()  # dataset items the user accepts to leave out (reported)
+    accept_missing: bool = False  # a partial copy: listed items absent from disk are left out (reported)
     batch_sizes: tuple[int, ...] | None = None  # None: the profile's batch sizes per model
     models: tuple[str, ...] | None = None  # None: every registered model
     limit: int | None = None  # samples (items of the dataset index) per model

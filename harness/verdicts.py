@@ -40,29 +40,36 @@ def judge_delta(metric: Metric, torch_value: float, deployed_value: float, preci
             "reference": f"PyTorch on the same samples, tolerance for {precision}"}
 
 
-def data_failures(dataset: dict, accepted: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """(failures, accepted notes): every listed item that was missing or unreadable fails the
-    run unless the user accepted it by name (--accept-bad-items)."""
+def data_failures(dataset: dict, accepted: Sequence[str] = (), accept_missing: bool = False
+                  ) -> tuple[list[str], list[str]]:
+    """(failures, notes): every listed item that was missing or unreadable fails the run unless
+    the user accepted it by name (--accept-bad-items), or accepted absent items as a partial
+    copy of the dataset (--accept-missing); what was accepted is noted in the row."""
     failures, notes = [], []
     root = dataset.get("root", "?")
-    missing = [m for m in dataset.get("missing_names", []) if m not in accepted]
+    named_missing = dataset.get("missing_names", [])
+    missing = [m for m in named_missing if m not in accepted]
     failed = {k: v for k, v in (dataset.get("failed") or {}).items() if k not in accepted}
-    unnamed = dataset.get("missing", 0) - len(dataset.get("missing_names", []))
-    if missing or unnamed > 0:
-        failures.append(f"{dataset.get('missing', len(missing))} listed item(s) missing under {root}: "
-                        f"{_listing(missing)}")
+    unnamed = dataset.get("missing", 0) - len(named_missing)
+    count = len(missing) + max(unnamed, 0)
+    if count and accept_missing:
+        notes.append(f"{count} listed item(s) absent under {root}, left out as a partial copy (--accept-missing): "
+                     f"{_listing(missing)}")
+    elif count:
+        failures.append(f"{count} listed item(s) missing under {root}: {_listing(missing)} (a partial copy of "
+                        "the dataset? say so with --accept-missing)")
     for item, why in list(failed.items())[:NAMED]:
         failures.append(f"unreadable item {item} under {root}: {why}")
     if len(failed) > NAMED:
         failures.append(f"... and {len(failed) - NAMED} more unreadable items")
-    taken = [a for a in accepted if a in dataset.get("missing_names", []) or a in (dataset.get("failed") or {})]
+    taken = [a for a in accepted if a in named_missing or a in (dataset.get("failed") or {})]
     if taken:
         notes.append(f"left out as accepted with --accept-bad-items: {_listing(taken)}")
     return failures, notes
 
 
 def accuracy_row(spec: ModelSpec, precision: str, reference: ReferenceRun, deployed: DeployedRun,
-                 accepted_bad_items: Sequence[str] = ()) -> dict:
+                 accepted_bad_items: Sequence[str] = (), accept_missing: bool = False) -> dict:
     """The deployed model against PyTorch on the same samples. ``row['failures']`` names what
     failed (empty: pass); the row also carries every figure it was judged on, for the report."""
     failures: list[str] = []
@@ -70,7 +77,7 @@ def accuracy_row(spec: ModelSpec, precision: str, reference: ReferenceRun, deplo
     if not deployed.sample_ids:
         failures.append(f"nothing was judged: the dataset under {data.get('root', '?')} yielded no sample "
                         f"({data.get('listed', 0)} item(s) listed, {data.get('read', 0)} read)")
-    data_fail, notes = data_failures(data, accepted_bad_items)
+    data_fail, notes = data_failures(data, accepted_bad_items, accept_missing)
     failures += data_fail
     for where, bad in (("PyTorch", reference.nonfinite), ("the deployed model", deployed.nonfinite)):
         if bad:

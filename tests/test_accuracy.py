@@ -13,7 +13,7 @@ pytestmark = pytest.mark.accuracy
 def test_deployed_model_matches_pytorch(model, batch_size, backend, reference_outputs, deployed_outputs,
                                         weights, run, record, baseline, divergence):
     row = verdicts.accuracy_row(model, backend.precision, reference_outputs, deployed_outputs,
-                                run.accept_bad_items)
+                                run.accept_bad_items, run.accept_missing)
     published = verdicts.published_verdict(model, weights, row["data"], run.profile, deployed_outputs.metrics)
     key = (model.name, backend.name, backend.precision, batch_size)
     findings = gate.compare_row(key, {"accuracy": row["accuracy"], "profile": run.profile}, baseline.get(key),

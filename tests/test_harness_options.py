@@ -13,7 +13,7 @@ def options(**overrides):
     defaults = dict(backend=None, precision=None, soc=None, devices="0", profile="smoke", weights_dir=None,
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
                     report_dir="reports", save_outputs=None, baseline=None, fps_regression=0.10,
-                    accept_bad_items=None, workers=None, warmup=None, loop=None, save_layout="npz",
+                    accept_bad_items=None, accept_missing=False, workers=None, warmup=None, loop=None, save_layout="npz",
                     seed_inputs=None)
     return SimpleNamespace(**{**defaults, **overrides})
 
