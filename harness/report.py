@@ -133,7 +133,8 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
                  f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, openvino {env.get('openvino')}; "
                  f"commit {results.get('commit', 'unknown')}")
     if results.get("peak_gflops"):
-        lines.append(f"- measured peak: {results['peak_gflops']:.1f} GFLOP/s (fp32 2048² matmul in torch, best of 1 s, this process)")
+        lines.append(f"- measured peak: {results['peak_gflops']:.1f} GFLOP/s (ONNX Runtime fp32 MatMul, best round "
+                     "over several sizes, measured once per CPU and onnxruntime version)")
     lines.append(f"- artifacts converted in this run: {results.get('artifacts_built', 0)} "
                  "(0 on a warm rerun: every conversion came from the cache)")
     lines.append(f"- started {results.get('started')}, finished {results.get('finished')}")
@@ -184,6 +185,23 @@ def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
                                  f"{_fmt(m.get('deployed'))} | {_fmt(m.get('delta'), 3)} | {_fmt(m.get('tolerance'))} | "
                                  f"{_mark(m.get('verdict'))} | {_fmt(pub.get('published'))} | "
                                  f"{_mark(pub.get('verdict'))}{why} |")
+        agreeing = [r for r in acc_rows if r.get("agreement")]
+        if agreeing:
+            lines += ["", "Deployed against PyTorch on the same samples, in the task's terms (meaningful with seeded weights):",
+                      "", "| backend | bs | precision | statistic | value | limit | verdict | worst sample |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in agreeing:
+                picture = r.get("worst_sample_picture")
+                # the picture lies in <run>/divergence/<row>/, beside this summary's folder
+                shown = f"[picture](divergence/{Path(picture).parent.name}/{Path(picture).name})" if picture else "—"
+                for name, a in r["agreement"].items():
+                    bound = ">=" if a.get("bound") == "min" else "<="
+                    lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {name} | "
+                                 f"{_fmt(a.get('value'))}{a.get('unit', '')} | {bound} {_fmt(a.get('limit'))} | "
+                                 f"{_mark('pass' if a.get('passed') else 'fail')} | {shown} |")
+            for r in agreeing:
+                if r.get("localisation"):
+                    lines.append(f"- {r['backend']} bs{r['batch_size']}: {r['localisation']}")
         perf_rows = [r for r in rows if r.get("perf")]
         if perf_rows:
             lines += ["", "| backend | bs | precision | FPS (median) | p50 / p90 / p99 ms | compute-only FPS | reference FPS | ratio | GFLOP/s | of peak | rounds | audit |",

@@ -202,3 +202,14 @@ def test_merge_refuses_a_file_that_is_not_a_results_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "broken.json"), "--out", str(tmp_path / "out")])
     assert "broken.json: not a results.json written by this suite" in capsys.readouterr().err
+
+
+def test_the_summary_shows_agreement_with_pytorch_and_where_a_divergence_starts():
+    """The verdict that gates a deployment with seeded weights must be readable in summary.md."""
+    agreement = {"top1_agreement": {"value": 14.3, "limit": 99.0, "bound": "min", "unit": "%", "passed": False}}
+    row = _row(1, **_judged(0.0), agreement=agreement, worst_sample_picture="/r/divergence/m-onnxruntime-fp32-bs1/worst_sample.png",
+               localisation="divergence on onnxruntime (fp32) starts at node /features/features.8/conv/Conv")
+    text = report.summary_markdown({**_header(), "records": [row]}, [], [])
+    assert "| onnxruntime | 1 | fp32 | top1_agreement | 14.3% | >= 99 | ❌" in text
+    assert "(divergence/m-onnxruntime-fp32-bs1/worst_sample.png)" in text
+    assert "- onnxruntime bs1: divergence on onnxruntime (fp32) starts at node /features/features.8/conv/Conv" in text
