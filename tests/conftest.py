@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnxruntime  # noqa: F401
+import onnxsim  # noqa: F401
+import openvino  # noqa: F401
 import pytest
 import torch
+
+# The C extensions above are imported before any test: pytester restores sys.modules after each
+# sandboxed run, and an extension first imported during one (onnxsim's pybind11 module, say) would
+# be dropped and could not be initialised again (seen under -n 2: "no attribute 'TensorPool'").
 
 # the fake Ascend toolkit (atc, npu-smi, both ais_bench generations) for every test module
 from fakes.toolkit import (  # noqa: F401
@@ -72,7 +79,7 @@ def suite_cache(request) -> Path:
 
 
 @pytest.fixture
-def run_suite(pytester, suite_cache):
+def run_suite(pytester, suite_cache, monkeypatch):
     """Run the suite's own tests in a subprocess, as a user would, and return the result.
 
     ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
@@ -81,6 +88,10 @@ def run_suite(pytester, suite_cache):
     the result carries ``.results`` (the run's results.json, or None) besides pytester's
     ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).
     """
+    # the sandboxed run is no xdist worker, even when this test runs in one
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
     def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",),
             project: Path = PROJECT, cache: Path | None = None):
         args = [str(project / "tests" / t) for t in tests]
