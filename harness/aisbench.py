@@ -40,8 +40,6 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from harness.metrics import softmax
-
 SUMMARY_FILE = "sumary.json"  # ais_infer's spelling, kept by the seeds' scripts
 PERCENTILE = 99  # ais_bench's summary reports this percentile
 
@@ -370,36 +368,3 @@ def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
         if extra is not None:
             result.unpaired.append(f"suite sample {extra.id} (and after): no seed file {count}.bin")
     return result
-
-
-# --- the seeds' postprocess formulas, reimplemented, to show a dump reads back to the metric -----
-
-def efficient3dcnn_seed_top1(result_path: Path, info_path: Path, labels: Mapping[str, int],
-                             classes: int = 101) -> float:
-    """Efficient-3DCNNs_postprocess.py's formula: bins ordered by their number
-    (``int(name[:-6])``, sumary.json set aside), each row softmaxed, rows averaged per video id in
-    the .info's order, a video's prediction its top-scoring class; top-1 in percent."""
-    bins = sorted((p for p in Path(result_path).iterdir() if p.name != SUMMARY_FILE),
-                  key=lambda p: int(p.name[:-6]))
-    per_video: dict[str, list[np.ndarray]] = {}
-    for line, path in zip(read_info(info_path), bins):
-        rows = np.fromfile(path, dtype=np.float32).reshape(-1, classes).astype(np.float64)
-        for video, row in zip(line, rows):
-            per_video.setdefault(video, []).append(softmax(row))
-    hits = [int(np.argmax(np.mean(scores, axis=0)) == labels[video]) for video, scores in per_video.items()]
-    return 100.0 * float(np.mean(hits))
-
-
-def slowfast_seed_topk(result_dir: Path, label_file: Path, k: int = 1) -> float:
-    """slowfast_postprocess.py's formula over an ``--outfmt TXT`` folder: ``<i>_0.txt`` for i in
-    0..(files not ending in .json)-1, each line's space-separated fields but the last, rows cut to
-    the label file's length, mmaction's top-k accuracy (label among the k highest); in percent."""
-    labels = [int(line.split(" ")[1]) for line in Path(label_file).read_text().splitlines() if line.strip()]
-    count = len([p for p in Path(result_dir).iterdir() if not p.name.endswith(".json")])
-    rows = []
-    for index in range(count):
-        for line in (Path(result_dir) / f"{index}_0.txt").read_text().splitlines(keepends=True):
-            rows.append(np.array([float(x) for x in line.split(" ")[:-1]]))
-    rows = rows[:len(labels)]
-    hits = [label in np.argsort(row)[::-1][:k] for row, label in zip(rows, labels)]
-    return 100.0 * float(np.mean(hits))

@@ -162,7 +162,6 @@ class DeployedRun:
     agreement: dict[str, float]
     dataset: dict
     nonfinite: dict[str, list[str]] = field(default_factory=dict)
-    first_batch: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None  # feeds, outputs
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
         """One sample's outputs by ONNX output name."""

@@ -192,8 +192,6 @@ def deployed_pass(spec: ModelSpec, profile: str, session: Session, batch_size: i
     run = DeployedRun(store, [], {}, stats, {}, {})
     for group, feeds in batches(samples, batch_size, spec.input_names):
         outputs = session.run(feeds)
-        if run.first_batch is None:
-            run.first_batch = (feeds, outputs)
         for sample, got in zip(group, split(outputs, len(group))):
             ref = reference.store.get(sample.id)
             run.sample_ids.append(sample.id)

@@ -7,13 +7,6 @@ from typing import Callable
 import numpy as np
 
 
-def plan_rounds(seconds_per_round: float, budget_s: float, minimum: int = 3, maximum: int = 200) -> int:
-    """Rounds that fit the time budget, never fewer than ``minimum``."""
-    if seconds_per_round <= 0:
-        return maximum
-    return int(min(maximum, max(minimum, budget_s // seconds_per_round)))
-
-
 def summarize(times_s: list[float], batch_size: int, compute_ms: list[float],
               transfers_ms: list[dict[str, float]] = ()) -> dict:
     ms = np.asarray(times_s) * 1000.0

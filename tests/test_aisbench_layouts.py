@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import seed_postprocess
 
 from harness import aisbench, registry, stages
 
@@ -66,7 +67,7 @@ def test_txt_dump_reads_back_through_the_slowfast_formula(tmp_path):
     expected = {k: 100.0 * np.mean([label in np.argsort(row)[::-1][:k] for row, label in zip(logits, labels)])
                 for k in (1, 5)}
     for k in (1, 5):
-        assert aisbench.slowfast_seed_topk(tmp_path / "result_bs1", tmp_path / "kinetics400.info", k) == \
+        assert seed_postprocess.slowfast_seed_topk(tmp_path / "result_bs1", tmp_path / "kinetics400.info", k) == \
             pytest.approx(expected[k])
     assert 0 < expected[1] < expected[5] < 100
 
@@ -86,7 +87,7 @@ def test_save_layout_ais_bench_is_read_by_the_seed_postprocess_as_the_suites_top
     for folder, figure in ((out / MODEL / "onnxruntime" / "bs2", top1["deployed"]), (out / MODEL / "torch", top1["torch"])):
         assert (folder / "sumary.json").is_file()
         assert len(list(folder.glob("*_0.bin"))) == len(suite_samples)
-        assert aisbench.efficient3dcnn_seed_top1(folder, info, labels) == pytest.approx(figure)
+        assert seed_postprocess.efficient3dcnn_seed_top1(folder, info, labels) == pytest.approx(figure)
 
 
 def test_save_layout_needs_save_outputs(run_suite):
