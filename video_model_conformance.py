@@ -16,6 +16,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent
 GROUP = "video-models"
+# the names harness/backends/__init__.py registers (restated here, where harness is not yet
+# importable; tests/test_install.py keeps the two equal)
 BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "default")
 PROFILES = ("smoke", "full")

@@ -61,7 +61,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -92,7 +92,7 @@ def remove_orphans(folder: Path) -> list[Path]:
         return removed
     for path in Path(folder).iterdir():
         match = _TEMPORARY.match(path.name)
-        if (match and not _pid_alive(int(match["pid"]))
+        if (match and not pid_alive(int(match["pid"]))
                 and _lock_free(path.parent / f".{match['key']}.lock")):
             _remove(path)
             removed.append(path)

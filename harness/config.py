@@ -5,8 +5,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROFILES = ("smoke", "full")
-
 
 @dataclass(frozen=True)
 class RunConfig:

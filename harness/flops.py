@@ -117,16 +117,16 @@ def measure_peak_gflops(cache_dir: Path | None = None, sizes: tuple[int, ...] = 
     ISA flags, cores, onnxruntime version), so a run reads it instead of spending ~1 s on it.
     A fraction of this peak can still exceed 1 through timing noise; callers clamp it and say so.
     """
-    import hashlib
     import json
     import os
+
+    from harness.cache import content_key
 
     key = _machine_key()
     key.update(sizes=list(sizes), rounds=rounds)
     path = None
     if cache_dir is not None:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        path = Path(cache_dir) / "peak" / f"{digest}.json"
+        path = Path(cache_dir) / "peak" / f"{content_key(key)}.json"
         if path.is_file():
             return float(json.loads(path.read_text())["peak_gflops"])
     peak = max(_measure_ort_matmul(n, rounds) for n in sizes)

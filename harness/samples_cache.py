@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from harness.cache import pid_alive
 from harness.spec import Sample
 
 _INDEX = "samples.pkl"
@@ -86,16 +87,6 @@ def file_identity(item, root: Path) -> list[tuple[str, int, int]] | None:
     return [(_relative(f, root), s.st_size, s.st_mtime_ns) for f, s in stats]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class SampleCache:
     """The entries of one dataset under one preprocessing, in ``directory``.
 
@@ -114,7 +105,7 @@ class SampleCache:
             return
         for leftover in tmp.iterdir():
             pid = leftover.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(leftover, ignore_errors=True)
 
     def entry(self, item, root: Path) -> Path | None:

@@ -23,9 +23,17 @@ from harness import cache, checkpoint, export
 from harness.agreement import AgreementMeter
 from harness.backends import Backend, Session
 from harness.environment import version
+from harness.outputs import (
+    DeployedRun,
+    ElementwiseStats,
+    OutputStore,
+    ReferenceRun,
+    batches,
+    nonfinite,
+    split,
+    torch_forward,
+)
 from harness.samples_cache import SampleCache
-from harness.outputs import (DeployedRun, ElementwiseStats, OutputStore, ReferenceRun, batches, nonfinite,
-                             split, torch_forward)
 from harness.spec import Dataset, ModelSpec, Sample
 
 

@@ -14,7 +14,6 @@ import torch
 # The C extensions above are imported before any test: pytester restores sys.modules after each
 # sandboxed run, and an extension first imported during one (onnxsim's pybind11 module, say) would
 # be dropped and could not be initialised again (seen under -n 2: "no attribute 'TensorPool'").
-
 # the fake Ascend toolkit (atc, npu-smi, both ais_bench generations) for every test module
 from fakes.toolkit import (  # noqa: F401
     _fakes_forgotten,

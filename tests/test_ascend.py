@@ -20,7 +20,7 @@ import seed_postprocess
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import TINY_INPUTS, tiny_feeds
-from harness import aisbench, registry, stages
+from harness import aisbench, cache, registry, stages
 from harness.backends import onnx_passes
 from harness.backends.ascend import (
     KEEP_DTYPE_CFG,
@@ -175,7 +175,7 @@ def test_compile_key_covers_passes_and_their_source(monkeypatch):
     plain = backend.compile_key(_spec({"x": (3,)}))
     passed = backend.compile_key(_spec({"x": (3,)}, passes=("int64_to_int32",)))
     assert plain != passed and passed["graph_passes"] == ["int64_to_int32"]
-    monkeypatch.setattr(onnx_passes, "source_digest", lambda: "edited")
+    monkeypatch.setattr(cache, "source_hash", lambda *modules: "edited")
     assert backend.compile_key(_spec({"x": (3,)}, passes=("int64_to_int32",))) != passed
     assert backend.compile_key(_spec({"x": (3,)}, keep_fp32=("OpType::InstanceNorm",))) != plain
 

@@ -52,3 +52,9 @@ def test_the_suites_runs_get_their_options(tmp_path):
     assert video_model_conformance.concerns_project(
         argv=["--data-root", "/data", str(video_model_conformance.PROJECT / "tests")], cwd=str(tmp_path))
     assert not video_model_conformance.concerns_project(argv=["-q", "tests"], cwd=str(tmp_path))
+
+
+def test_the_options_name_the_registered_backends():
+    from harness.backends import BACKENDS
+
+    assert video_model_conformance.BACKEND_NAMES == tuple(sorted(BACKENDS))

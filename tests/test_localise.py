@@ -16,7 +16,13 @@ from onnx import helper, numpy_helper
 
 from harness import export, pictures, registry, stages
 from harness.backends import Backend, backend_class
-from harness.localise import THRESHOLDS, UNSUPPORTED, localise, localise_failure, module_scope
+from harness.localise import (
+    THRESHOLDS,
+    UNSUPPORTED,
+    localise,
+    localise_failure,
+    module_scope,
+)
 
 MODELS = ("efficient3dcnn", "gma")  # the smallest smoke graphs: 102 and ~1700 nodes
 RUNTIMES = ("onnxruntime", "openvino")

@@ -17,7 +17,8 @@ AIS_BENCH_WARMUP = 1  # ais_bench's --warmup_count default
 
 @pytest.fixture(scope="session")
 def peak_gflops(run) -> float:
-    return flops.measure_peak_gflops()
+    """Measured once per CPU and onnxruntime version, then read from the run's cache."""
+    return flops.measure_peak_gflops(run.cache_dir)
 
 
 @pytest.fixture(scope="session")

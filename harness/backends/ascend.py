@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from harness import cache
 from harness.backends import onnx_passes
 from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
 
@@ -229,7 +230,7 @@ class AscendBackend(Backend):
                 "atc_flags": [spec.atc_input_format, *spec.atc_extra_args],
                 "keep_fp32": list(spec.atc_keep_fp32),
                 "graph_passes": list(spec.atc_graph_passes),
-                "graph_passes_source": onnx_passes.source_digest() if spec.atc_graph_passes else None}
+                "graph_passes_source": cache.source_hash(onnx_passes) if spec.atc_graph_passes else None}
 
     def environment(self) -> dict:
         return {**self.versions(), **npu_smi_versions(self.device), "device": self.device,

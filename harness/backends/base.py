@@ -5,16 +5,15 @@ caches by content) and opens it as a :class:`Session` that maps ONNX input names
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-import re
-
-PRECISIONS = ("fp32", "default")  # what a user may ask for; 'default' = the runtime's own choice
-
+# what a user may ask for ('default' = the runtime's own choice), declared once with the options
+from video_model_conformance import PRECISIONS
 
 # Messages runtimes give when host or device memory runs out: ONNX Runtime ("Failed to allocate
 # memory"), OpenVINO and C++ (bad_alloc), ATC/ACL/aclruntime (ACL error 207001 is

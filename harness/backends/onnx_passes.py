@@ -25,7 +25,6 @@ schema requires: empty after :func:`narrow`.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -302,8 +301,3 @@ def apply_passes(onnx_path: Path, names: Iterable[str], out_path: Path) -> Path:
         model = PASSES[name](model)
     onnx.save(model, str(out_path))
     return Path(out_path)
-
-
-def source_digest() -> str:
-    """Hash of this module: a change to a pass changes every artifact built through it."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

@@ -1,8 +1,9 @@
 """The tiny clip classifier's card: every field the generic tests read."""
 from __future__ import annotations
 
-from harness.spec import Agreement, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.tiny import data, network
+
+from harness.spec import Agreement, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 
 SPEC = ModelSpec(
     name="tiny",
