@@ -354,3 +354,27 @@ def test_a_nan_weight_fails_at_load_naming_the_tensor_and_the_file(run_suite, tm
     result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", f"--weights-dir={weights}", "-m", "accuracy")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([f"*{weights / spec.checkpoint.filename}: tensor '{name}'* holds 1 NaN*"])
+
+
+def test_the_in_run_gate_fails_rows_that_fell_behind_the_baseline(run_suite, tmp_path):
+    """--baseline in the run: green against the night before as it was; red naming the row when
+    the baseline was better (accuracy beyond its tolerance, FPS beyond --fps-regression)."""
+    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy or perf", "--loop=3")
+    night = run_suite(*options, tests=("test_accuracy.py", "test_perf.py"))
+    night.assert_outcomes(passed=2, skipped=1)
+    faithful = tmp_path / "faithful.json"
+    faithful.write_text(json.dumps(night.results))
+    better = json.loads(faithful.read_text())
+    for record in better["records"]:
+        if "accuracy" in record:
+            record["accuracy"]["top1"]["deployed"] = 50.0
+        if "perf" in record:
+            record["perf"]["best_fps"] = record["perf"]["fps"] = 1e6
+    doctored = tmp_path / "better.json"
+    doctored.write_text(json.dumps(better))
+    run_suite(*options, f"--baseline={faithful}", "--fps-regression=0.9",
+              tests=("test_accuracy.py", "test_perf.py")).assert_outcomes(passed=2, skipped=1)
+    red = run_suite(*options, f"--baseline={doctored}", tests=("test_accuracy.py", "test_perf.py"))
+    red.assert_outcomes(failed=2, skipped=1)
+    red.stdout.fnmatch_lines(["*against the baseline: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 top1*",
+                              "*against the baseline: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 fps*"], consecutive=False)
