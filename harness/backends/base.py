@@ -46,6 +46,13 @@ class Session(ABC):
         """{'h2d_ms', 'd2h_ms'} of the last run where the runtime exposes its copies."""
         return None
 
+    def io_shapes(self) -> dict[str, dict[str, tuple]] | None:
+        """The opened artifact's own shapes, read back from the runtime: ``{'inputs': {name:
+        shape}, 'outputs': {name: shape}}``; a dimension the artifact leaves dynamic is ``None``.
+        The harness compares them with what it asked to compile (a compiler that ignored the
+        batch size fails the row). None only where the runtime has no way to say."""
+        return None
+
     def close(self) -> None:
         """Release device memory; sessions are closed after each test that opens one."""
 
