@@ -1,27 +1,34 @@
-"""The nightly regression gate: this run's rows against a baseline run's results.json.
+"""The nightly regression gate: each row against its pinned reference, and against the last night.
 
-One comparison, :func:`compare_row`, judges a row; the in-run tests call it with their own
-partial record (``--baseline``), and :func:`compare_runs` calls it for every row of two finished
-runs, adding what only a whole run can show (rows and parts missing from the new run):
+The pinned references (``harness.references``, ``references/pinned.yaml``) are what a team
+accepted; judged against them, a slow drift adds up and goes red once it leaves the band. The
+last night is the second comparison: alone (``--baseline`` without ``--references``) it is the
+gate, beside the pins it is a noted finding that fails nothing.
 
-    python -m harness.gate reports/latest/results.json --baseline reports/<old>/results.json
+One comparison, :func:`compare_row`, judges a row's gated figures (results.json format 2: the
+record's ``figures``, kind ``accuracy`` with its absolute band, kind ``speed`` with the relative
+``--fps-regression``) against one other record or pin; :class:`Baseline` composes the two
+comparisons, and :func:`compare_runs` adds what only a whole run shows (rows missing from it):
+
+    python -m harness.gate reports/latest/results.json --references references/pinned.yaml \\
+        [--baseline reports/<last-night>/results.json] [--fps-regression 0.3 --fps-regression Ascend310P3=0.1]
 
 Exit status: 0 pass, 1 a row regressed, is missing, errored or cannot be compared (each named),
-2 nothing was comparable or the command was misused.
+2 nothing was comparable, a file could not be read, or the command was misused.
 """
 from __future__ import annotations
 
 import argparse
 import enum
-import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.report import finite, out_of_memory, record_key
+from harness import references as refs
+from harness.references import finite, gated_figures
 
-# the parts of a record the gate judges; conformance is judged by its own pass/fail
-GATED_PARTS = ("accuracy", "perf", "conformance")
+PINNED, BASELINE = "pinned", "baseline"  # what a finding was judged against
+RECORD_KEY = ("model", "backend", "precision", "batch_size")
 
 
 class Kind(enum.Enum):
@@ -31,25 +38,41 @@ class Kind(enum.Enum):
     MISSING = "missing"
     ERRORED = "errored"
     NOT_COMPARABLE = "not comparable"
+    NO_REFERENCE = "no pinned reference"  # reported; a new row is pinned by an explicit update
 
     @property
     def failing(self) -> bool:
-        return self not in (Kind.IMPROVEMENT, Kind.WITHIN)
+        return self not in (Kind.IMPROVEMENT, Kind.WITHIN, Kind.NO_REFERENCE)
 
 
 @dataclass(frozen=True)
 class Finding:
     kind: Kind
     row: str  # 'model/backend/precision/bsN'
-    what: str  # a metric name, 'fps (best round)', 'conformance', a part, or 'row'
+    what: str  # a figure 'part/name', or 'row'
     detail: str  # the figures and the rule they were judged by, or why nothing was compared
+    against: str = BASELINE  # PINNED or BASELINE
+    binding: bool = True  # False: a noted finding (the last night beside the pins), failing nothing
 
     @property
     def failing(self) -> bool:
-        return self.kind.failing
+        return self.binding and self.kind.failing
+
+    @property
+    def compared(self) -> bool:
+        return self.kind in (Kind.REGRESSION, Kind.IMPROVEMENT, Kind.WITHIN)
 
     def __str__(self) -> str:
         return f"{self.kind.value.upper()} {self.row} {self.what}: {self.detail}"
+
+
+def record_key(record: dict) -> tuple:
+    return tuple(record[k] for k in RECORD_KEY)
+
+
+def row_name(key: tuple) -> str:
+    model, backend, precision, bs = key
+    return f"{model}/{backend}/{precision}/bs{bs}"
 
 
 @dataclass(frozen=True)
@@ -61,134 +84,161 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        records = {record_key(r): r for r in data["records"]}
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a results.json written by this suite ({type(err).__name__}: {err})") from err
-    return Run(path, {k: v for k, v in data.items() if k != "records"}, records)
+    """A results.json (format 2), or :class:`ReferencesError` naming the file and what is wrong."""
+    data = refs.load_results(path)
+    return Run(Path(path), {k: v for k, v in data.items() if k != "records"},
+               {record_key(r): r for r in data["records"]})
 
 
-def load_baseline(path: Path) -> dict[tuple, dict]:
-    return load_run(path).records
+def _reason(record: dict) -> str:
+    error = record.get("error")
+    if isinstance(error, dict):
+        return ": ".join(str(error[k]) for k in ("type", "message") if error.get(k)) or "errored (no reason recorded)"
+    return record.get("reason") or "errored (no reason recorded)"
 
 
-def row_name(key: tuple) -> str:
-    model, backend, precision, bs = key
-    return f"{model}/{backend}/{precision}/bs{bs}"
+def _signed(change: float, digits: str = ".3g") -> str:
+    return f"{change:+{digits}}"
 
 
-def gate_fps(perf: dict) -> float | None:
-    """The FPS the gate compares: from the fastest round where recorded (steadiest under noise)."""
-    return perf.get("best_fps") or perf.get("fps")
+def _compare_figure(row: str, name: str, now: dict | None, then: dict | None, fps_fraction: float,
+                    against: str, source: str) -> Finding | None:
+    now_value = finite((now or {}).get("value"))
+    then_value = finite((then or {}).get("value"))
+    if now_value is None and then_value is None:
+        return None  # neither side has the figure (a metric without samples in both)
+    if then_value is None:
+        side = "no pinned value: pin it with `python -m harness.references update`" if against == PINNED \
+            else f"the baseline has {(then or {}).get('value', 'no figure')!r}"
+        return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g}, {side}{source}", against)
+    if now is None:
+        return Finding(Kind.MISSING, row, name, f"{against} {then_value:.6g}, this run has no figure{source}", against)
+    if now_value is None:
+        return Finding(Kind.NOT_COMPARABLE, row, name,
+                       f"this run {now.get('value')!r} vs {against} {then_value:.6g}: "
+                       f"a figure on one side only cannot be compared{source}", against)
+    unit = now.get("unit") or then.get("unit") or ""
+    higher_is_better = now.get("higher_is_better", then.get("higher_is_better", True))
+    if (now.get("kind") or then.get("kind")) == "speed":
+        change = now_value / then_value - 1 if then_value > 0 else float("nan")
+        if not then_value > 0 or not now_value > 0:
+            return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g} vs {against} {then_value:.6g}: "
+                                                           f"a speed needs a positive figure on both sides{source}", against)
+        gain = change if higher_is_better else -change
+        kind = Kind.REGRESSION if gain < -fps_fraction else Kind.IMPROVEMENT if gain > fps_fraction else Kind.WITHIN
+        return Finding(kind, row, name, f"{now_value:.6g} {unit} vs {against} {then_value:.6g} ({change:+.1%}, "
+                                        f"allowed {'drop' if higher_is_better else 'rise'} {fps_fraction:.0%}){source}",
+                       against)
+    tolerance = finite(now.get("tolerance"))
+    tolerance = finite(then.get("tolerance")) if tolerance is None else tolerance
+    if tolerance is None:
+        return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g} vs {against} {then_value:.6g}: "
+                                                       f"no finite tolerance on either side{source}", against)
+    change = now_value - then_value
+    gain = change if higher_is_better else -change
+    kind = Kind.REGRESSION if gain < -tolerance else Kind.IMPROVEMENT if gain > tolerance else Kind.WITHIN
+    return Finding(kind, row, name, f"{now_value:.6g}{unit} vs {against} {then_value:.6g}{unit} "
+                                    f"({_signed(change)}{unit}, tolerance ±{tolerance:g}){source}", against)
 
 
-def compare_row(key: tuple, current: dict | None, baseline: dict | None, fps_fraction: float) -> list[Finding]:
+def compare_row(key: tuple, current: dict | None, baseline: dict | None, fps_fraction: float,
+                against: str = BASELINE, parts: set[str] | None = None, source: str = "") -> list[Finding]:
     """Every finding for one row: ``current`` is this run's record (or the part of it a test
-    holds: a record without perf compares only its accuracy, and so on), ``baseline`` the
-    baseline run's record for the same key, None where it has none.
+    holds), ``baseline`` the record or pinned entry it is judged against, None where there is
+    none. Only figures of ``parts`` are judged; by default the parts ``current`` has figures of
+    (a test holding only the accuracy part compares only that), :func:`compare_runs` passes
+    every part so that a part missing from the row fails.
 
     Fails (see :attr:`Finding.failing`) a row missing from this run, an errored row, an out-of-
-    memory row the baseline ran, a figure that left its band, a figure the baseline has and this
-    run lacks or cannot compare (NaN, absent), and a row run at other shapes than the baseline's.
-    Rows out of memory in both runs (the seeds' expected rows) are fine."""
+    memory row the baseline ran, a figure that left its band, a figure present on one side and
+    absent or not finite on the other, and a row run at other shapes than the baseline's. Rows
+    out of memory on both sides (the seeds' expected rows) are fine."""
     row = row_name(key)
     if current is None:
-        if baseline is None:
-            return []
-        return [Finding(Kind.MISSING, row, "row", "in the baseline, not in this run")]
+        return [] if baseline is None else [Finding(Kind.MISSING, row, "row", f"in the {against} rows, not in this run{source}", against)]
     if current.get("status") == "error":
-        return [Finding(Kind.ERRORED, row, "row", current.get("reason") or "errored (no reason recorded)")]
+        return [Finding(Kind.ERRORED, row, "row", _reason(current), against)]
     if baseline is None:
         return []  # a new row: nothing to compare it with
-    if out_of_memory(current) or out_of_memory(baseline):
-        if out_of_memory(current) and out_of_memory(baseline):
+    now_oom, then_oom = current.get("status") == "oom", baseline.get("status") == "oom"
+    if now_oom or then_oom:
+        if now_oom and then_oom:
             return []
-        if out_of_memory(current):
-            reason = current.get("reason") or (current.get("perf") or {}).get("reason") or "out of memory"
-            return [Finding(Kind.ERRORED, row, "row", f"out of memory ({reason}); the baseline ran this row")]
-        return [Finding(Kind.IMPROVEMENT, row, "row", "ran; the baseline was out of memory here")]
+        if now_oom:
+            return [Finding(Kind.ERRORED, row, "row", f"out of memory ({_reason(current)}); the {against} row ran", against)]
+        return [Finding(Kind.IMPROVEMENT, row, "row", f"ran; the {against} row was out of memory", against)]
     if baseline.get("status") == "error":
         return []  # nothing to compare against; this run's row stands on its own verdicts
     now_profile, then_profile = current.get("profile"), baseline.get("profile")
     if now_profile and then_profile and now_profile != then_profile:
         return [Finding(Kind.NOT_COMPARABLE, row, "row",
-                        f"run at {now_profile} profile shapes, the baseline at {then_profile}")]
-    findings: list[Finding] = []
-    if "accuracy" in current:
-        findings += _compare_accuracy(row, current["accuracy"] or {}, baseline.get("accuracy") or {})
-    if "perf" in current and baseline.get("perf"):
-        findings.append(_compare_fps(row, current["perf"] or {}, baseline["perf"], fps_fraction))
-    if "conformance" in current and baseline.get("conformance"):
-        findings.append(_compare_conformance(row, current["conformance"] or {}, baseline["conformance"]))
-    return findings
-
-
-def _compare_accuracy(row: str, current: dict, baseline: dict) -> list[Finding]:
+                        f"run at {now_profile} profile shapes, the {against} row at {then_profile}", against)]
+    now, then = gated_figures(current), gated_figures(baseline)
+    judged = parts if parts is not None else {name.split("/")[0] for name in now}
     findings = []
-    for name, then in sorted(baseline.items()):
-        then_value = finite(then.get("deployed"))
-        if then_value is None:
-            continue  # the baseline had no figure (a metric without samples there): nothing to hold it to
-        now = current.get(name)
-        if now is None:
-            findings.append(Finding(Kind.MISSING, row, name, f"the baseline has {then_value:.6g}, this run no figure"))
-            continue
-        now_value = finite(now.get("deployed"))
-        tolerance = finite(now.get("tolerance", then.get("tolerance")))
-        if now_value is None or tolerance is None:
-            findings.append(Finding(Kind.NOT_COMPARABLE, row, name,
-                                    f"deployed {now.get('deployed')!r}, tolerance {now.get('tolerance')!r} "
-                                    f"vs baseline {then_value:.6g}: needs a finite figure and tolerance"))
-            continue
-        higher_is_better = now.get("higher_is_better", then.get("higher_is_better", True))
-        gain = now_value - then_value if higher_is_better else then_value - now_value
-        kind = Kind.REGRESSION if gain < -tolerance else Kind.IMPROVEMENT if gain > tolerance else Kind.WITHIN
-        findings.append(Finding(kind, row, name, f"{now_value:.6g} vs baseline {then_value:.6g} (tolerance ±{tolerance:g})"))
+    for name in sorted(set(now) | set(then)):
+        if name.split("/")[0] in judged:
+            finding = _compare_figure(row, name, now.get(name), then.get(name), fps_fraction, against, source)
+            if finding is not None:
+                findings.append(finding)
     return findings
 
 
-def _compare_fps(row: str, current: dict, baseline: dict, fraction: float) -> Finding:
-    what = "fps (best round)"
-    then_fps = finite(gate_fps(baseline))
-    now_fps = finite(gate_fps(current))
-    if then_fps is None or now_fps is None or now_fps <= 0:
-        return Finding(Kind.NOT_COMPARABLE, row, what,
-                       f"{gate_fps(current)!r} vs baseline {gate_fps(baseline)!r}: needs a positive figure in both runs")
-    kind = (Kind.REGRESSION if now_fps < then_fps * (1 - fraction)
-            else Kind.IMPROVEMENT if now_fps > then_fps * (1 + fraction) else Kind.WITHIN)
-    return Finding(kind, row, what, f"{now_fps:.6g} vs baseline {then_fps:.6g} (allowed drop {fraction:.0%})")
+@dataclass(frozen=True)
+class Baseline:
+    """What rows are judged against: the pinned references (binding) and the last night's run
+    (binding when there are no pins, a noted finding beside them)."""
+    references: refs.References | None = None
+    last_night: Run | None = None
+
+    def __bool__(self) -> bool:
+        return self.references is not None or self.last_night is not None
+
+    def judge(self, key: tuple, current: dict | None, fps_fraction: float, parts: set[str] | None = None,
+              pin: refs.Pin | None = None) -> list[Finding]:
+        """Every finding for one row of this run (``current``, None: missing from it)."""
+        findings = []
+        if self.references is not None:
+            pin = self.references.get(current) if current is not None else pin
+            if pin is None and current is not None and current.get("status") not in ("error", "oom"):
+                findings.append(Finding(Kind.NO_REFERENCE, row_name(key), "row",
+                                        f"{refs.row_label(refs.row_key(current))} has no pinned reference in "
+                                        f"{self.references.path}; pin it with `python -m harness.references update`",
+                                        PINNED))
+            findings += compare_row(key, current, pin.entry if pin else None, fps_fraction, PINNED, parts,
+                                    f"; {pin.provenance()}" if pin else "")
+        if self.last_night is not None:
+            noted = self.references is not None
+            for finding in compare_row(key, current, self.last_night.records.get(key), fps_fraction, BASELINE, parts):
+                if not (noted and finding.kind is Kind.ERRORED):  # said once, against the pin
+                    findings.append(replace(finding, binding=not noted))
+        return findings
 
 
-def _compare_conformance(row: str, current: dict, baseline: dict) -> Finding:
-    passed = current.get("passed")
-    detail = (f"passed {passed!r} ({current.get('outside_tolerance')} element(s) outside tolerance), "
-              f"baseline passed {baseline.get('passed')!r}")
-    if passed is True:
-        return Finding(Kind.WITHIN, row, "conformance", detail)
-    if passed is False:
-        return Finding(Kind.REGRESSION if baseline.get("passed") else Kind.ERRORED, row, "conformance", detail)
-    return Finding(Kind.NOT_COMPARABLE, row, "conformance", detail)
+def load_baseline(last_night: Path | None = None, references: Path | None = None) -> Baseline:
+    """The gate's baseline from the files given, or :class:`ReferencesError` naming the file that
+    cannot be read (the in-run gate turns it into a usage error at start)."""
+    return Baseline(refs.load(references) if references else None, load_run(last_night) if last_night else None)
 
 
-def _missing_parts(key: tuple, current: dict, baseline: dict) -> list[Finding]:
-    """Parts (accuracy, perf, conformance) the baseline row has and this run's row lacks: a
-    skipped or deselected test is not a pass."""
-    if current.get("status") == "error" or out_of_memory(current) or out_of_memory(baseline):
-        return []  # the row is judged as a whole by compare_row
-    return [Finding(Kind.MISSING, row_name(key), part, "in the baseline row, not in this run's")
-            for part in GATED_PARTS if baseline.get(part) and part not in current]
-
-
-def compare_runs(current: dict[tuple, dict], baseline: dict[tuple, dict], fps_fraction: float) -> list[Finding]:
-    """Every row of both runs through :func:`compare_row`, plus the parts missing from a row."""
+def compare_runs(current: Run, baseline: Baseline, fps_fraction: float,
+                 soc_fractions: dict[str, float] | None = None) -> list[Finding]:
+    """Every row of this run, of its pins and of the last night through :meth:`Baseline.judge`,
+    every part judged. Pins are expected for the (backend, profile, soc) this run ran; a soc's
+    own allowed FPS drop comes from ``soc_fractions``."""
+    soc_fractions = soc_fractions or {}
     findings: list[Finding] = []
-    for key in sorted(set(current) | set(baseline), key=row_name):
-        now, then = current.get(key), baseline.get(key)
-        findings += compare_row(key, now, then, fps_fraction)
-        if now is not None and then is not None:
-            findings += _missing_parts(key, now, then)
+    ran = {(r.get("backend"), r.get("profile"), r.get("soc")) for r in current.records.values()}
+    pins = {}
+    if baseline.references is not None:
+        pins = {key[:4]: pin for key, pin in baseline.references.pins.items() if (key[1], key[4], key[5]) in ran}
+    last = baseline.last_night.records if baseline.last_night is not None else {}
+    for key in sorted(set(current.records) | set(pins) | set(last), key=row_name):
+        record, pin = current.records.get(key), pins.get(key)
+        soc = (record or last.get(key) or {}).get("soc") or (pin.key[5] if pin else None)
+        parts = {name.split("/")[0] for source in (record, pin.entry if pin else None, last.get(key))
+                 if source for name in gated_figures(source)}
+        findings += baseline.judge(key, record, soc_fractions.get(soc, fps_fraction), parts, pin)
     return findings
 
 
@@ -200,45 +250,99 @@ def environment_differences(current: dict, baseline: dict) -> list[str]:
 
 
 def findings_record(findings: list[Finding]) -> dict:
-    """What a report row keeps of its gate: failing findings and improvements, as text."""
+    """What a report row keeps of its gate: failing findings, improvements and noted findings, as text."""
     return {"regressions": [str(f) for f in findings if f.failing],
-            "improvements": [str(f) for f in findings if f.kind is Kind.IMPROVEMENT]}
+            "improvements": [str(f) for f in findings if f.binding and f.kind is Kind.IMPROVEMENT],
+            "noted": [f"against the {f.against}: {f}" for f in findings if not f.binding and f.kind is not Kind.WITHIN]}
+
+
+def _fractions(values: list[str]) -> tuple[float, dict[str, float]]:
+    default, per_soc = 0.10, {}
+    for value in values:
+        soc, _, number = value.rpartition("=")
+        try:
+            fraction = float(number)
+        except ValueError:
+            raise ValueError(f"--fps-regression {value}: expected a fraction (0.1) or SOC=fraction (Ascend310P3=0.1)") from None
+        if not 0 < fraction < 1:
+            raise ValueError(f"--fps-regression {value}: the fraction must lie between 0 and 1")
+        if soc:
+            per_soc[soc] = fraction
+        else:
+            default = fraction
+    return default, per_soc
+
+
+def verdict_markdown(findings: list[Finding], results: Path, baseline: Baseline) -> str:
+    """The gate's verdict for a job summary: one line, then each failing, improved and noted finding."""
+    failing = [f for f in findings if f.failing]
+    against = " and ".join(
+        ([f"the pinned references `{baseline.references.path}`"] if baseline.references else [])
+        + ([f"the last night `{baseline.last_night.path}`" + (" (noted)" if baseline.references else "")]
+           if baseline.last_night else []))
+    lines = ["## Gate", "",
+             f"**{'RED' if failing else 'GREEN'}**: `{results}` against {against}: {len(failing)} failing finding(s), "
+             f"{sum(f.compared and f.binding for f in findings)} figure(s) compared.", ""]
+    for title, chosen in (("Failing", failing),
+                          ("Improved (the reference needs a look)", [f for f in findings if f.binding and f.kind is Kind.IMPROVEMENT]),
+                          ("Without a pinned reference", [f for f in findings if f.kind is Kind.NO_REFERENCE]),
+                          ("Noted against the last night", [f for f in findings if not f.binding and f.kind is not Kind.WITHIN])):
+        if chosen:
+            lines += [f"### {title}", ""] + [f"- {f}" for f in chosen] + [""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.gate", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="this run's results.json")
-    parser.add_argument("--baseline", type=Path, required=True, help="an earlier run's results.json")
-    parser.add_argument("--fps-regression", type=float, default=0.10, help="allowed FPS drop (fraction)")
+    parser.add_argument("--references", type=Path, help=f"pinned references (e.g. {refs.DEFAULT_PATH.relative_to(refs.PROJECT)})")
+    parser.add_argument("--baseline", type=Path, help="the last night's results.json")
+    parser.add_argument("--fps-regression", action="append", default=[], metavar="F|SOC=F",
+                        help="allowed FPS drop as a fraction (default 0.10); SOC=F for the rows of one soc")
+    parser.add_argument("--markdown", type=Path, help="also write the verdict as markdown (a job summary)")
     args = parser.parse_args(argv)
+    if args.references is None and args.baseline is None:
+        parser.error("give --references FILE (the pinned references), --baseline FILE (the last night), or both")
     try:
-        current, baseline = load_run(args.results), load_run(args.baseline)
+        fps_fraction, soc_fractions = _fractions(args.fps_regression)
+        current = load_run(args.results)
+        baseline = load_baseline(args.baseline, args.references)
     except ValueError as err:
         parser.error(str(err))
-    differences = environment_differences(current.header.get("environment") or {},
-                                          baseline.header.get("environment") or {})
-    if differences:
-        print(f"note: the two runs come from different machines or tool versions: {'; '.join(differences)}")
-    for key in sorted(set(current.records) & set(baseline.records), key=row_name):
-        row_differences = environment_differences(current.records[key].get("environment") or {},
-                                                  baseline.records[key].get("environment") or {})
-        if row_differences:
-            print(f"note: {row_name(key)} ran with other runtime settings: {'; '.join(row_differences)}")
-    findings = compare_runs(current.records, baseline.records, args.fps_regression)
+    sources = ([(f"the pinned references {args.references}", pin.set_by.get("environment") or {})
+                for pin in {p.run: p for p in baseline.references.pins.values()}.values()] if baseline.references else []) \
+        + ([(f"the baseline {args.baseline}", baseline.last_night.header.get("environment") or {})]
+           if baseline.last_night else [])
+    for what, environment in sources:
+        differences = environment_differences(current.header.get("environment") or {}, environment)
+        if differences:
+            print(f"note: this run and {what} come from different machines or tool versions: {'; '.join(differences)}")
+    if baseline.last_night:
+        for key in sorted(set(current.records) & set(baseline.last_night.records), key=row_name):
+            differences = environment_differences(current.records[key].get("environment") or {},
+                                                  baseline.last_night.records[key].get("environment") or {})
+            if differences:
+                print(f"note: {row_name(key)} ran with other runtime settings than the baseline: {'; '.join(differences)}")
+    findings = compare_runs(current, baseline, fps_fraction, soc_fractions)
     for finding in findings:
-        if finding.kind is Kind.IMPROVEMENT:
+        if not finding.binding:
+            if finding.kind is not Kind.WITHIN:
+                print(f"note (against the last night, not gated): {finding}")
+        elif finding.kind is Kind.IMPROVEMENT:
             print(f"{finding} (the reference needs a look)")
-        elif finding.failing:
+        elif finding.failing or finding.kind is Kind.NO_REFERENCE:
             print(finding)
     failing = [f for f in findings if f.failing]
-    compared = [f for f in findings if f.kind in (Kind.REGRESSION, Kind.IMPROVEMENT, Kind.WITHIN)]
-    counts = {kind: sum(f.kind is kind for f in findings) for kind in Kind}
-    print(f"{len(compared)} figure(s) compared over {len(set(current.records) & set(baseline.records))} common row(s): "
+    compared = [f for f in findings if f.compared and f.binding]
+    counts = {kind: sum(f.kind is kind and f.binding for f in findings) for kind in Kind}
+    print(f"{len(compared)} figure(s) compared over {len(current.records)} row(s) of this run: "
           + ", ".join(f"{n} {kind.value}" for kind, n in counts.items() if kind is not Kind.WITHIN))
+    if args.markdown:
+        args.markdown.write_text(verdict_markdown(findings, args.results, baseline))
     if failing:
         return 1
     if not compared:
-        print(f"nothing of {args.results} could be compared with {args.baseline}: nothing was gated", file=sys.stderr)
+        print(f"nothing of {args.results} could be compared: nothing was gated", file=sys.stderr)
         return 2
     return 0
 

@@ -83,6 +83,33 @@ class OutputStore:
                       if not p.name.startswith("."))
 
 
+# what a deployed runtime may return for an output: the declared float32, or float16 from a
+# runtime computing at fp16 that hands its own dtype back
+OUTPUT_DTYPES = {"fp32": ("float32",), "bf16": ("float32",), "fp16": ("float32", "float16")}
+
+
+def output_contract_problems(outputs: Mapping[str, np.ndarray], declared: Mapping[str, Sequence[int]],
+                             batch_size: int, precision: str) -> list[str]:
+    """How a batch of deployed outputs departs from the declared names, shapes (batch axis
+    included) and dtype; empty when it does not."""
+    problems = []
+    missing = [n for n in declared if n not in outputs]
+    extra = [n for n in outputs if n not in declared]
+    if missing or extra:
+        problems.append(f"output names {sorted(outputs)}, declared {list(declared)}")
+    allowed = OUTPUT_DTYPES.get(precision, ("float32",))
+    for name, shape in declared.items():
+        if name not in outputs:
+            continue
+        array = np.asarray(outputs[name])
+        expected = (batch_size, *shape)
+        if tuple(array.shape) != expected:
+            problems.append(f"output {name} has shape {tuple(array.shape)}, declared {expected}")
+        if array.dtype.name not in allowed:
+            problems.append(f"output {name} has dtype {array.dtype.name}, declared {' or '.join(allowed)}")
+    return problems
+
+
 def nonfinite(outputs: Mapping[str, np.ndarray]) -> list[str]:
     """Names of the outputs holding NaN or Inf."""
     return [n for n, a in outputs.items() if not np.isfinite(a).all()]
@@ -103,13 +130,13 @@ class ElementwiseStats:
 
     def add(self, sample_id: str, reference: Mapping[str, np.ndarray], deployed: Mapping[str, np.ndarray]) -> None:
         for name, ref in reference.items():
-            if name not in deployed:
-                raise AssertionError(f"{sample_id}: the deployed model returned no output {name!r} "
+            if name not in deployed:  # callers check the contract first (output_contract_problems)
+                raise ValueError(f"{sample_id}: the deployed model returned no output {name!r} "
                                      f"(it returned {', '.join(deployed) or 'nothing'})")
             got = np.asarray(deployed[name], dtype=np.float64)
             ref = np.asarray(ref, dtype=np.float64)
             if got.shape != ref.shape:
-                raise AssertionError(f"{sample_id}/{name}: deployed shape {got.shape} != reference {ref.shape}")
+                raise ValueError(f"{sample_id}/{name}: deployed shape {got.shape} != reference {ref.shape}")
             diff = np.abs(got - ref)
             bound = self.tolerance.atol + self.tolerance.rtol * np.abs(ref)
             self.elements += diff.size
@@ -162,6 +189,8 @@ class DeployedRun:
     agreement: dict[str, float]
     dataset: dict
     nonfinite: dict[str, list[str]] = field(default_factory=dict)
+    # batches whose outputs broke the declared names, shapes or dtype (not compared, not scored)
+    output_problems: list[str] = field(default_factory=list)
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
         """One sample's outputs by ONNX output name."""

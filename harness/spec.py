@@ -66,6 +66,24 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
+class KnownFailure:
+    """A row a team knows fails, declared as data (NNCF's ``exception_xfail_reason``): the
+    row's test is expected to raise ``error`` for ``reason``; failing otherwise, or passing, is
+    reported. ``None`` in a field matches any value."""
+
+    error: type[BaseException]
+    reason: str  # why, with the issue or ticket that tracks it
+    backend: str | None = None
+    precision: str | None = None  # what the runtime ran at: 'fp32', 'fp16', 'bf16'
+    batch_size: int | None = None
+    soc: str | None = None
+
+    def matches(self, backend: str, precision: str, batch_size: int, soc: str | None) -> bool:
+        wanted = (self.backend, self.precision, self.batch_size, self.soc)
+        return all(w is None or w == got for w, got in zip(wanted, (backend, precision, batch_size, soc)))
+
+
+@dataclass(frozen=True)
 class Profile:
     """Shapes and sizes for one run profile ('smoke' for this CPU, 'full' for the seed's)."""
 
@@ -156,6 +174,9 @@ class ModelSpec:
     # 'output:<name>', 'fps:<soc>:<bs>', 'published:<metric or figure>'); tests/test_model_cards.py
     # fails on any difference not declared here and on any declaration that no longer differs
     deviations: Mapping[str, str] = field(default_factory=dict)
+    # rows known to fail (model x backend x precision x batch size), besides the seed's
+    # out-of-memory rows of reference_fps, which apply with --soc
+    known_failures: tuple[KnownFailure, ...] = ()
 
     def __repr__(self) -> str:  # the card is large: test ids and --setup-plan show its name
         return f"ModelSpec({self.name!r})"

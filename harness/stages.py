@@ -22,6 +22,7 @@ import torch
 from harness import cache, checkpoint, export
 from harness.agreement import AgreementMeter
 from harness.backends import Backend, Session
+from harness.backends.base import ArtifactMismatch, io_shape_mismatches
 from harness.environment import version
 from harness.outputs import (
     DeployedRun,
@@ -30,6 +31,7 @@ from harness.outputs import (
     ReferenceRun,
     batches,
     nonfinite,
+    output_contract_problems,
     split,
     torch_forward,
 )
@@ -101,7 +103,23 @@ def compiled_model(backend: Backend, spec: ModelSpec, profile: str, batch_size: 
 
 
 def open_session(backend: Backend, artifact: Path, spec: ModelSpec, profile: str, batch_size: int) -> Session:
-    return backend.open(artifact, input_shapes(spec, profile, batch_size))
+    """The artifact opened for running, after checking that its own input and output shapes, as
+    the runtime reads them back, are the ones asked for (a compiler that ignored the batch size
+    or a foreign artifact raises :class:`ArtifactMismatch` naming each tensor and both shapes)."""
+    shapes = input_shapes(spec, profile, batch_size)
+    where = f"{backend.name}: {spec.name} bs{batch_size}: {Path(artifact).name}"
+    try:
+        session = backend.open(artifact, shapes)
+    except ArtifactMismatch as error:
+        raise ArtifactMismatch(f"{where}: {error}") from error
+    read_back = session.io_shapes()
+    requested = {"inputs": shapes,
+                 "outputs": {n: (batch_size, *s) for n, s in spec.profile(profile).outputs.items()}}
+    mismatches = io_shape_mismatches(requested, read_back) if read_back is not None else []
+    if mismatches:
+        session.close()
+        raise ArtifactMismatch(f"{where} is not the model that was asked for: " + "; ".join(mismatches))
+    return session
 
 
 def generated_dataset_root(spec: ModelSpec, profile: str, cache_dir: Path) -> Path:
@@ -198,8 +216,13 @@ def deployed_pass(spec: ModelSpec, profile: str, session: Session, batch_size: i
     stats = ElementwiseStats(spec.elementwise[precision])
     meter = AgreementMeter(spec.agreement)
     run = DeployedRun(store, [], {}, stats, {}, {})
+    declared = spec.profile(profile).outputs
     for group, feeds in batches(samples, batch_size, spec.input_names):
         outputs = session.run(feeds)
+        problems = output_contract_problems(outputs, declared, batch_size, precision)
+        if problems:
+            run.output_problems.append(f"the batch of {', '.join(s.id for s in group)}: {'; '.join(problems)}")
+            continue
         for sample, got in zip(group, split(outputs, len(group))):
             ref = reference.store.get(sample.id)
             run.sample_ids.append(sample.id)

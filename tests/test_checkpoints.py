@@ -86,7 +86,7 @@ def test_sha256_prefix_in_the_name_decides_the_published_gate(model, tmp_path, p
     still loads but the published gate says why it does not apply; without a prefix, any file
     with the right keys counts as the published checkpoint. (The verdict reads the file's
     provenance only, so a two-tensor file in the upstream format stands for the whole.)"""
-    from harness import verdicts
+    from harness import published
     from harness.cache import file_sha256
 
     path = _upstream_file(model, {"w": torch.ones(3), "b": torch.zeros(1)}, tmp_path / model.checkpoint.filename)
@@ -95,7 +95,7 @@ def test_sha256_prefix_in_the_name_decides_the_published_gate(model, tmp_path, p
     spec = dataclasses.replace(model, checkpoint=dataclasses.replace(model.checkpoint, sha256_prefix=declared))
     weights = checkpoint.load_checkpoint(spec, path)
     whole = {"complete": True, "listed": spec.published_items}
-    reason = verdicts.published_not_applicable(spec, weights, whole, "full")
+    reason = published.published_not_applicable(spec, weights, whole, "full")
     if prefix == "other":
         assert weights.provenance["sha256_matches_name"] is False and not weights.published_file
         assert f"does not start with {declared}: not the published file" in reason

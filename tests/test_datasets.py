@@ -57,10 +57,10 @@ def test_real_files_read(model):
         pytest.skip(f"{root} absent")
     dataset = model.open_dataset(root, model.profile("smoke"), model.protocol_for("smoke"), 1, False)
     _check_samples(model, list(dataset))
-    from harness import verdicts
+    from harness import published
     from harness.checkpoint import Weights
 
-    reason = verdicts.published_not_applicable(model, Weights({}, {"sha256": "x"}), dataset.summary, "full")
+    reason = published.published_not_applicable(model, Weights({}, {"sha256": "x"}), dataset.summary, "full")
     assert reason, "a few test files must not count as the published evaluation set"
 
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import report
+from harness import records, report
+from harness.results import Figure, FigureKind
 from harness.backends.base import looks_like_oom
 from harness.outputs import ElementwiseStats, batches
 from harness.spec import Elementwise, Sample
@@ -17,34 +18,49 @@ def _row(bs, **fields):
     return {"model": "m", "backend": "onnxruntime", "precision": "fp32", "batch_size": bs, **fields}
 
 
+def _top1(value, torch=None, verdict="pass") -> dict:
+    return Figure("accuracy", "top1", value, "%", True, FigureKind.ACCURACY, 0.1,
+                  value if torch is None else torch, "PyTorch", verdict).as_dict()
+
+
+def _fps(value) -> dict:
+    return Figure("perf", "fps", value, "samples/s", True, FigureKind.INFO).as_dict()
+
+
+def _ratio(value) -> dict:
+    return Figure("perf", "reference_ratio", value, "", True, FigureKind.INFO).as_dict()
+
+
 def test_parts_from_several_workers_merge_into_one_row(tmp_path):
-    report.PartWriter(tmp_path, "gw0").add(_row(1, accuracy={"top1": {"torch": 50.0, "deployed": 50.0, "verdict": "pass"}}))
-    report.PartWriter(tmp_path, "gw1").add(_row(1, perf={"fps": 10.0}))
-    report.PartWriter(tmp_path, "gw1").add(_row(2, perf={"fps": 18.0}))
-    merged = report.merge_parts(tmp_path)
+    records.PartWriter(tmp_path, "gw0").add(_row(1, accuracy={"verdict": "pass"}, figures=[_top1(50.0)]))
+    records.PartWriter(tmp_path, "gw1").add(_row(1, perf={"rounds": 5}, figures=[_fps(10.0)]))
+    records.PartWriter(tmp_path, "gw1").add(_row(2, perf={"rounds": 5}, figures=[_fps(18.0)]))
+    merged = records.merge_parts(tmp_path)
     assert [r["batch_size"] for r in merged] == [1, 2]
-    assert merged[0]["accuracy"]["top1"]["verdict"] == "pass" and merged[0]["perf"]["fps"] == 10.0
+    assert records.figure(merged[0], "accuracy", "top1").value == 50.0
+    assert records.figure(merged[0], "perf", "fps").value == 10.0 and merged[0]["status"] == "pass"
 
 
 def test_run_directory_has_results_summary_plots_and_latest(tmp_path):
     run_dir = tmp_path / "run1"
     run_dir.mkdir()
-    records = [
+    rows = [
         _row(1, weights={"source": "seeded"}, data={"generated": True, "read": 3, "listed": 3},
-             accuracy={"top1": {"torch": 50.0, "deployed": 40.0, "delta": -10.0, "tolerance": 0.1, "verdict": "fail"}},
-             accuracy_verdict="fail", failures=["top1: deployed 40 vs PyTorch 50"],
+             accuracy={"verdict": "fail"}, figures=[_top1(40.0, 50.0, "fail"), _fps(10.0)],
+             findings=[{"kind": "failure", "part": "accuracy", "what": "top1", "message": "deployed 40 vs PyTorch 50"}],
              published={"applies": False, "reason": "seeded weights",
                         "metrics": {"top1": {"published": 81.1, "value": 40.0, "verdict": "n/a", "why": "seeded weights"}}},
-             perf={"fps": 10.0, "p50_ms": 100.0, "reference_fps": 1001.5, "rounds": 5, "warmup": 2}),
-        _row(4, perf={"status": "oom", "reason": "out of memory", "reference_fps": "oom"}),
+             perf={"rounds": 5, "warmup": 2}),
+        _row(4, error={"type": "MemoryError", "message": "out of memory", "stage": "call"}),
     ]
     header = {"run_id": "run1", "config": {"backends": ["onnxruntime"], "soc": "Ascend310P3"},
               "reference_fps": {"m": {"Ascend310P3": {"1": 1001.5, "4": "oom"}}}}
-    summary = report.write_run(run_dir, header, records)
+    summary = report.write_run(run_dir, header, [records.finalise(r) for r in rows])
     text = summary.read_text()
     assert "❌ FAIL" in text and "out of memory" in text and "seeded weights" in text
-    assert "- onnxruntime bs1 ❌ FAIL: top1: deployed 40 vs PyTorch 50" in text
-    assert json.loads((run_dir / "results.json").read_text())["records"][0]["perf"]["fps"] == 10.0
+    assert "- onnxruntime bs1 ❌ FAIL (accuracy) top1: deployed 40 vs PyTorch 50" in text
+    written = records.load_run(run_dir / "results.json")
+    assert records.figure(written.records[("m", "onnxruntime", "fp32", 1)], "perf", "fps").value == 10.0
     for png in ("fps.png", "accuracy.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
@@ -86,16 +102,15 @@ def _header(**config):
 def _judged(value, published_verdict="n/a", why="seeded weights (no m.pth in --weights-dir)") -> dict:
     """The accuracy and published parts of a row, as the accuracy test records them."""
     applies = published_verdict != "n/a"
-    return {"accuracy": {"top1": {"torch": value, "deployed": value, "delta": 0.0, "tolerance": 0.1, "verdict": "pass",
-                                  "higher_is_better": True, "unit": "%"}},
-            "accuracy_verdict": "pass", "failures": [],
+    return {"accuracy": {"verdict": "pass"}, "figures": [_top1(value)],
             "published": {"applies": applies, "reason": None if applies else why,
                           "metrics": {"top1": {"published": 81.1, "value": value, "verdict": published_verdict, "why": why}}}}
 
 
-def _oom(bs):
-    return _row(bs, profile="smoke", status="oom", reason="aclrtMalloc failed",
-                perf={"status": "oom", "reason": "aclrtMalloc failed", "reference_fps": REFERENCE_FPS["m"][SOC][str(bs)]})
+def _oom(bs, expected=True):
+    error = {"type": "MemoryError", "message": "aclrtMalloc failed", "stage": "call"}
+    return records.finalise(_row(bs, profile="smoke", error=error, **(
+        {"expected_failure": f"the seed records out of memory on {SOC} at batch size {bs}"} if expected else {})))
 
 
 def _glance_line(text: str) -> str:
@@ -103,24 +118,24 @@ def _glance_line(text: str) -> str:
 
 
 def test_expected_out_of_memory_rows_show_as_expected_and_others_as_failures():
-    records = [_row(1, profile="smoke", **_judged(50.0)), _oom(2)]
-    glance = _glance_line(report.summary_markdown({**_header(), "records": records}, [], []))
-    assert "⚠️ bs2 out of memory, as the seed records on Ascend310P3 (expected)" in glance
+    rows = [records.finalise(_row(1, profile="smoke", **_judged(50.0))), _oom(2)]
+    glance = _glance_line(report.render.summary_markdown({**_header(), "records": rows}, [], []))
+    assert "⚠️ bs2 expected failure (the seed records out of memory on Ascend310P3 at batch size 2)" in glance
     assert "❌" not in glance and "✅ pass" in glance
-    records += [_oom(4), _row(8, profile="smoke", status="error", reason="RuntimeError: AI Core exception")]
-    text = report.summary_markdown({**_header(), "records": records}, [], [])
+    error = {"type": "RuntimeError", "message": "AI Core exception", "stage": "call"}
+    rows += [_oom(4, expected=False), records.finalise(_row(8, profile="smoke", error=error))]
+    text = report.render.summary_markdown({**_header(), "records": rows}, [], [])
     glance = _glance_line(text)
     assert glance.index("❌ bs4 out of memory (the seed ran it)") < glance.index("❌ bs8 error") < glance.index("⚠️ bs2")
     assert "- onnxruntime ❌ bs8 error: RuntimeError: AI Core exception" in text
-    assert "out of memory (expected: the seed records it): aclrtMalloc failed" in text
 
 
 def test_smoke_fps_is_marked_as_not_comparable_with_the_reference_in_the_summary():
-    perf = {"fps": 10.0, "reference_fps": 400.0, "ratio": 0.025, "rounds": 3, "warmup": 2}
-    smoke = report.summary_markdown({**_header(), "records": [_row(1, profile="smoke", perf=perf)]}, [], [])
+    perf = {"perf": {"rounds": 3, "warmup": 2}, "figures": [_fps(10.0), _ratio(0.025)]}
+    smoke = report.render.summary_markdown({**_header(), "records": [_row(1, profile="smoke", **perf)]}, [], [])
     assert "measured at smoke shapes: not comparable with the reference (full shapes)" in _glance_line(smoke)
     assert "| — (smoke shapes) |" in smoke and "0.025" not in smoke
-    full = report.summary_markdown({**_header(), "records": [_row(1, profile="full", perf=perf)]}, [], [])
+    full = report.render.summary_markdown({**_header(), "records": [_row(1, profile="full", **perf)]}, [], [])
     assert "not comparable" not in full and "| 0.025 |" in full
 
 
@@ -140,16 +155,16 @@ def _horizontal_lines(ax) -> list[float]:
 
 
 def test_accuracy_plot_draws_the_published_line_only_where_it_applies(plt):
-    applies = report.accuracy_figure(plt, [_row(1, **_judged(80.0, "pass", "within 1 of published 81.1"))])
+    applies = report.render.accuracy_figure(plt, [_row(1, **_judged(80.0, "pass", "within 1 of published 81.1"))])
     assert 81.1 in _horizontal_lines(applies.axes[0])
-    seeded = report.accuracy_figure(plt, [_row(1, **_judged(80.0))])
+    seeded = report.render.accuracy_figure(plt, [_row(1, **_judged(80.0))])
     ax = seeded.axes[0]
     assert 81.1 not in _horizontal_lines(ax)
     assert any("published 81.1 not drawn: seeded weights" in t.get_text().replace("\n", " ") for t in ax.texts)
 
 
 def test_accuracy_plot_makes_zero_and_nan_values_visible(plt):
-    figure = report.accuracy_figure(plt, [_row(1, **_judged(0.0)), _row(1, backend="openvino", **_judged(math.nan))])
+    figure = report.render.accuracy_figure(plt, [_row(1, **_judged(0.0)), _row(1, backend="openvino", **_judged(math.nan))])
     ax = figure.axes[0]
     labels = [t.get_text() for t in ax.texts]
     assert labels.count("0") == 2 and "nan" in labels
@@ -159,15 +174,15 @@ def test_accuracy_plot_makes_zero_and_nan_values_visible(plt):
 
 
 def test_fps_plot_never_shares_axes_between_smoke_figures_and_the_reference(plt):
-    smoke = [_row(bs, profile="smoke", perf={"fps": 10.0 * bs}) for bs in (1, 2)]
-    figure = report.fps_figure(plt, smoke, REFERENCE_FPS, SOC)
+    smoke = [_row(bs, profile="smoke", perf={}, figures=[_fps(10.0 * bs)]) for bs in (1, 2)]
+    figure = report.render.fps_figure(plt, smoke, REFERENCE_FPS, SOC)
     measured, reference = figure.axes[0], figure.axes[1]
     assert "not comparable with the reference" in measured.get_title()
     assert all("reference" not in line.get_label() for line in measured.get_lines())
     assert {line.get_label() for line in reference.get_lines()} == {
         "Ascend310P3 (seed reference, full shapes)", "T4 (seed reference, full shapes)"}
-    full = [_row(bs, profile="full", perf={"fps": 100.0 * bs}) for bs in (1, 4)]
-    together = report.fps_figure(plt, full, REFERENCE_FPS, SOC)
+    full = [_row(bs, profile="full", perf={}, figures=[_fps(100.0 * bs)]) for bs in (1, 4)]
+    together = report.render.fps_figure(plt, full, REFERENCE_FPS, SOC)
     assert len([ax for ax in together.axes if ax.get_visible()]) == 1
     assert len(together.axes[0].get_lines()) == 3 and "full shapes" in together.axes[0].get_title()
 
@@ -184,12 +199,13 @@ def test_two_invocations_merge_into_one_report_the_gate_reads(tmp_path):
     from harness import gate
 
     accuracy = _results_file(tmp_path, "acc", [_row(1, profile="smoke", **_judged(50.0)), _oom(2)], workers=2)
-    perf = _results_file(tmp_path, "perf", [_row(1, profile="smoke", perf={"fps": 10.0, "rounds": 3, "warmup": 2})], workers=0)
+    perf = _results_file(tmp_path, "perf", [_row(1, profile="smoke", perf={"rounds": 3, "warmup": 2}, figures=[_fps(10.0)])],
+                         workers=0)
     out = tmp_path / "night"
     assert report.main([str(accuracy), str(perf), "--out", str(out)]) == 0
     merged = json.loads((out / "results.json").read_text())
     row = merged["records"][0]
-    assert row["accuracy"]["top1"]["deployed"] == 50.0 and row["perf"]["fps"] == 10.0
+    assert records.figure(row, "accuracy", "top1").value == 50.0 and records.figure(row, "perf", "fps").value == 10.0
     assert merged["run_id"] == "acc+perf" and merged["merged_from"] == ["acc", "perf"]
     assert "config workers differs between the merged runs: [2, 0]" in merged["notes"]
     assert "acc: acc note" in merged["notes"] and (out / "summary.md").exists()
@@ -201,15 +217,17 @@ def test_merge_refuses_a_file_that_is_not_a_results_json(tmp_path, capsys):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "broken.json"), "--out", str(tmp_path / "out")])
-    assert "broken.json: not a results.json written by this suite" in capsys.readouterr().err
+    assert "broken.json: not JSON" in capsys.readouterr().err
 
 
 def test_the_summary_shows_agreement_with_pytorch_and_where_a_divergence_starts():
     """The verdict that gates a deployment with seeded weights must be readable in summary.md."""
-    agreement = {"top1_agreement": {"value": 14.3, "limit": 99.0, "bound": "min", "unit": "%", "passed": False}}
-    row = _row(1, **_judged(0.0), agreement=agreement, worst_sample_picture="/r/divergence/m-onnxruntime-fp32-bs1/worst_sample.png",
+    judged = _judged(0.0)
+    judged["figures"].append(Figure("accuracy", "top1_agreement", 14.3, "%", True, FigureKind.INFO, None, 99.0, "limit",
+                                    "fail").as_dict())
+    row = _row(1, **judged, worst_sample_picture="/r/divergence/m-onnxruntime-fp32-bs1/worst_sample.png",
                localisation="divergence on onnxruntime (fp32) starts at node /features/features.8/conv/Conv")
-    text = report.summary_markdown({**_header(), "records": [row]}, [], [])
-    assert "| onnxruntime | 1 | fp32 | top1_agreement | 14.3% | >= 99 | ❌" in text
+    text = report.render.summary_markdown({**_header(), "records": [row]}, [], [])
+    assert "| onnxruntime | 1 | fp32 | top1_agreement | 14.3% | >= 99 (limit) | ❌" in text
     assert "(divergence/m-onnxruntime-fp32-bs1/worst_sample.png)" in text
     assert "- onnxruntime bs1: divergence on onnxruntime (fp32) starts at node /features/features.8/conv/Conv" in text

@@ -1,0 +1,375 @@
+"""The run's summary.md and plots, drawn from the records' figures and findings.
+
+Rendering decides nothing: every verdict shown is a figure's or finding's own, and every figure
+a result carries appears without an edit here (a table column per figure name, a line per
+finding).
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+from harness import records
+from harness.results import Figure, FigureKind, FindingKind, finite
+from harness.spec import OOM
+
+FULL_PROFILE = "full"  # the seeds' shapes: the only profile whose FPS compares with their tables
+MARKS = {"pass": "✅ pass", "fail": "❌ FAIL", "expected failure": "⚠️ expected failure", "n/a": "n/a"}
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def mark(verdict: str | None) -> str:
+    return MARKS.get(verdict or "", verdict or "—")
+
+
+def _error_text(record: dict) -> str:
+    error = record.get("error") or {}
+    return f"{error.get('type')}: {error.get('message')}" if error else ""
+
+
+def row_status(record: dict) -> str:
+    status, bs = record.get("status"), record["batch_size"]
+    if status == "expected failure":
+        return f"⚠️ bs{bs} expected failure ({record.get('expected_failure')})"
+    if status == OOM:
+        return f"❌ bs{bs} out of memory (the seed ran it)"
+    return f"❌ bs{bs} error"
+
+
+def _comparable_shapes(record: dict) -> bool:
+    return record.get("profile") == FULL_PROFILE
+
+
+def _published(record: dict, metric: str) -> dict:
+    """The row's published verdict for one metric: {published, value, verdict, why}, or {}."""
+    return ((record.get("published") or {}).get("metrics") or {}).get(metric) or {}
+
+
+def _summed(values: list) -> str:
+    values = [v for v in values if v]
+    if not values:
+        return "—"
+    if "fail" in values:
+        return "❌ FAIL"
+    return "✅ pass" if "pass" in values else "n/a"
+
+
+def _reference_fps(record: dict, reference_fps: dict, soc: str | None):
+    return ((reference_fps.get(record["model"]) or {}).get(soc) or {}).get(str(record["batch_size"])) if soc else None
+
+
+def summary_markdown(results: dict, plots: list[str], notes: list[str]) -> str:
+    lines = _header_lines(results, notes)
+    reference_fps, soc = results.get("reference_fps") or {}, (results.get("config") or {}).get("soc")
+    by_model: dict[str, list[dict]] = {}
+    for r in results["records"]:
+        by_model.setdefault(r["model"], []).append(r)
+    lines += ["## Verdicts at a glance", "",
+              "| model | backend | weights | data | deployed vs PyTorch | element-wise | published | FPS (bs: measured / reference) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for model, rows in by_model.items():
+        for backend in sorted({r["backend"] for r in rows}):
+            lines.append("| " + " | ".join(_glance(model, backend, [r for r in rows if r["backend"] == backend],
+                                                      reference_fps, soc)) + " |")
+    lines.append("")
+    for model, rows in by_model.items():
+        lines += _model_section(model, rows, reference_fps, soc)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    lines += HOW_MEASURED
+    return "\n".join(lines)
+
+
+def _header_lines(results: dict, notes: list[str]) -> list[str]:
+    env, cfg = results.get("environment", {}), results.get("config", {})
+    return [f"# Run {results['run_id']}", "",
+            f"- backends **{', '.join(cfg.get('backends') or [])}** (precision requested {cfg.get('precision')}), "
+            f"profile **{cfg.get('profile')}**, soc {cfg.get('soc') or 'none (perf recorded, not gated)'}",
+            f"- machine: {env.get('cpu')} ({env.get('cores')} cores), python {env.get('python')}, "
+            f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, openvino {env.get('openvino')}; "
+            f"commit {results.get('commit', 'unknown')}",
+            f"- artifacts converted in this run: {results.get('artifacts_built', 0)} "
+            "(0 on a warm rerun: every conversion came from the cache)",
+            f"- started {results.get('started')}, finished {results.get('finished')}",
+            *[f"- {n}" for n in notes], ""]
+
+
+def _model_section(model: str, rows: list[dict], reference_fps: dict, soc: str | None) -> list[str]:
+    lines = [f"## {model}", ""]
+    w = rows[0].get("weights", {})
+    lines.append(f"- weights: {w.get('source')} {w.get('sha256', '')[:16]} {w.get('note', '')}".rstrip())
+    d = next((r["data"] for r in rows if r.get("data")), {})
+    if d:
+        lines.append(f"- data: {'generated' if d.get('generated') else 'real'} at `{d.get('root')}`, "
+                     f"{d.get('read')}/{d.get('listed')} items read, {d.get('samples')} samples, "
+                     f"missing {d.get('missing')}, failed {len(d.get('failed') or {})}"
+                     + (f" ({', '.join(d['failed'])})" if d.get("failed") else ""))
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"- {r['backend']} {row_status(r)}: {_error_text(r)}")
+        for kind, prefix in ((FindingKind.FAILURE, "❌ FAIL"), (FindingKind.NOTE, "note")):
+            for finding in records.findings(r, kind):
+                lines.append(f"- {r['backend']} bs{r['batch_size']} {prefix} ({finding.part}) {finding}")
+    reasons = sorted({r["published"]["reason"] for r in rows
+                      if (r.get("published") or {}).get("reason") and not r["published"].get("applies")})
+    if reasons:
+        lines.append(f"- published figures do not apply: {'; '.join(reasons)}")
+    lines += _accuracy_table(rows) + _checks_table(rows) + _perf_table(rows, reference_fps, soc)
+    return lines + [""]
+
+
+def _accuracy_table(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
+        for f in records.figures(r):
+            if f.part == "accuracy" and f.kind is FigureKind.ACCURACY:
+                pub = _published(r, f.name)
+                why = f" ({pub.get('why')})" if pub.get("verdict") in ("pass", "fail") else ""
+                delta = f.value - f.reference if f.value is not None and f.reference is not None else None
+                lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {f.name} | {fmt(f.reference)} | "
+                             f"{fmt(f.value)} | {fmt(delta, 3)} | {fmt(f.tolerance)} | {mark(f.verdict)} | "
+                             f"{fmt(pub.get('published'))} | {mark(pub.get('verdict'))}{why} |")
+    head = ["", "| backend | bs | precision | metric | PyTorch | deployed | delta | tolerance | verdict | published | "
+                "published verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    return head + lines if lines else []
+
+
+def _checks_table(rows: list[dict]) -> list[str]:
+    """Every judged figure besides the metrics (agreement with PyTorch in the task's terms, ...)."""
+    lines = []
+    for r in rows:
+        picture = r.get("worst_sample_picture")
+        # the picture lies in <run>/divergence/<row>/, beside this summary's folder
+        shown = f"[picture](divergence/{Path(picture).parent.name}/{Path(picture).name})" if picture else "—"
+        for f in records.figures(r):
+            if f.part == "accuracy" and f.kind is not FigureKind.ACCURACY and f.verdict is not None:
+                bound = ">=" if f.higher_is_better else "<="
+                lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {f.name} | "
+                             f"{fmt(f.value)}{f.unit} | {bound} {fmt(f.reference)} ({f.reference_name}) | "
+                             f"{mark(f.verdict)} | {shown} |")
+    for r in rows:
+        if r.get("localisation"):
+            lines.append(f"- {r['backend']} bs{r['batch_size']}: {r['localisation']}")
+    head = ["", "Deployed against PyTorch on the same samples, in the task's terms (meaningful with seeded weights):",
+            "", "| backend | bs | precision | statistic | value | limit | verdict | worst sample |",
+            "|---|---|---|---|---|---|---|---|"]
+    return head + lines if lines else []
+
+
+def _perf_table(rows: list[dict], reference_fps: dict, soc: str | None) -> list[str]:
+    perf_rows = [r for r in rows if r.get("perf") or (r.get("status") in (OOM, "expected failure"))]
+    names: list[str] = []
+    for r in perf_rows:
+        names += [f.name for f in records.figures(r) if f.part == "perf" and f.name not in names]
+    if not perf_rows:
+        return []
+    lines = ["", "| backend | bs | precision | " + " | ".join(names) + " | reference FPS | rounds | audit |",
+             "|---|---|---|" + "---|" * (len(names) + 3)]
+    for r in perf_rows:
+        reference = _reference_fps(r, reference_fps, soc)
+        if not r.get("perf"):
+            expected = " (expected)" if r.get("status") == "expected failure" else ""
+            lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {row_status(r)}{expected}: "
+                         f"{_error_text(r)} |" + " |" * len(names) + f" {fmt(reference)} | | |")
+            continue
+        shown = {f.name: f for f in records.figures(r) if f.part == "perf"}
+        cells = [_perf_cell(shown.get(n), r) for n in names]
+        p = r["perf"]
+        lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | " + " | ".join(cells)
+                     + f" | {fmt(reference)} | {p.get('rounds')} (+{p.get('warmup')} warm-up) | {p.get('audit', '—')} |")
+    return lines
+
+
+def _perf_cell(figure: Figure | None, record: dict) -> str:
+    if figure is None:
+        return "—"
+    if figure.name == "reference_ratio" and not _comparable_shapes(record):
+        return f"— ({record.get('profile')} shapes)"
+    return fmt(figure.value)
+
+
+def _glance(model: str, backend: str, rows: list[dict], reference_fps: dict, soc: str | None) -> list[str]:
+    errors = [r for r in rows if r.get("error")]
+    elem = [r["conformance"]["passed"] for r in rows if r.get("conformance")]
+    elementwise = "—" if not elem else ("✅ pass" if all(elem) else "❌ FAIL")
+    reasons = {r["published"].get("reason") for r in rows if r.get("published") and not r["published"].get("applies")}
+    published = _summed([m.get("verdict") for r in rows for m in ((r.get("published") or {}).get("metrics") or {}).values()])
+    if published == "n/a" and reasons:  # the short form; the model's section has the full reasons
+        short = {part.split(" (")[0] for reason in reasons if reason for part in reason.split("; ")}
+        published = "n/a: " + ", ".join(sorted(short))
+    fps = []
+    for r in sorted((r for r in rows if r.get("perf") or r.get("status") in (OOM, "expected failure")),
+                    key=lambda r: r["batch_size"]):
+        measured = records.figure(r, "perf", "fps")
+        shown = "oom" if r.get("status") in (OOM, "expected failure") else fmt(measured.value if measured else None, 3)
+        fps.append(f"{r['batch_size']}: {shown} / {fmt(_reference_fps(r, reference_fps, soc), 4)}")
+    smoke = sorted({r.get("profile") or "?" for r in rows if r.get("perf") and not _comparable_shapes(r)})
+    if fps and smoke:
+        fps.append(f"measured at {'/'.join(smoke)} shapes: not comparable with the reference (full shapes)")
+    w = rows[0].get("weights", {})
+    d = next((r["data"] for r in rows if r.get("data")), {})
+    precisions = ",".join(sorted({r["precision"] for r in rows}))
+    deployed = _summed([r["accuracy"].get("verdict") for r in rows if r.get("accuracy")])
+    if errors:
+        statuses = [row_status(r) for r in errors]
+        failed = [s for s in statuses if s.startswith("❌")]
+        expected = [s for s in statuses if not s.startswith("❌")]
+        # failures first; an expected failure does not hide the verdict of the rows that ran
+        deployed = "; ".join(failed + ([deployed] if deployed != "—" else []) + expected)
+    return [model, f"{backend} ({precisions})", w.get("source", "—"),
+            "generated" if d.get("generated") else ("real" if d else "—"),
+            deployed, elementwise, published, "; ".join(fps) or "—"]
+
+
+HOW_MEASURED = [
+    "## How figures were measured", "",
+    "- FPS = batch size / median wall time of one `session.run` on a prepared batch (inputs already in memory, "
+    "outputs returned), after warm-up rounds; latency percentiles over the timed rounds. Compute-only FPS = "
+    "1000 · batch / mean device compute ms, as ais_bench states it, where the runtime reports it. Every round's "
+    "times are checked (finite, positive, compute within the round's wall time) and every round's outputs "
+    "audited (the first against PyTorch, the others against the first).",
+    "- GFLOP/s = GFLOPs per sample (Conv/ConvTranspose/MatMul/Gemm multiply-adds × 2, counted once from the "
+    "ONNX graph) × FPS; 'fraction_of_peak' divides by the device's declared peak at the precision that ran "
+    "(named in results.json); no declared peak, no fraction.",
+    "- Accuracy: the same samples go through PyTorch and the deployed artifact in lockstep; "
+    "'delta' = deployed − PyTorch, judged by the model spec's tolerance for the precision the runtime actually ran at.",
+    "- Published figures apply only with the real checkpoint and the complete dataset; otherwise the reason is given.", ""]
+
+
+def _panels(plt, count: int, size: tuple[float, float]):
+    """A figure with ``count`` panels, up to three per row; returns (figure, the used axes)."""
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def write_plots(run_dir: Path, rows: list[dict], reference_fps: dict, soc: str | None) -> list[str]:
+    """``fps.png`` and ``accuracy.png`` in ``run_dir``; returns the names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, figure in (("fps.png", fps_figure(plt, rows, reference_fps, soc)),
+                         ("accuracy.png", accuracy_figure(plt, rows))):
+        if figure is not None:
+            figure.tight_layout()
+            figure.savefig(run_dir / name, dpi=110)
+            plt.close(figure)
+            written.append(name)
+    return written
+
+
+def _fps(record: dict) -> float | None:
+    measured = records.figure(record, "perf", "fps")
+    return finite(measured.value) if measured is not None else None
+
+
+def fps_figure(plt, rows: list[dict], reference_fps: dict, soc: str | None):
+    """FPS against batch size, one panel per model and profile. The seed's reference curves
+    (measured at full shapes) share a panel only with full-profile figures; smoke-shape figures
+    get their own panel, titled as not comparable, and the reference is drawn beside them.
+    None when no row has an FPS."""
+    measured = [r for r in rows if _fps(r) is not None]
+    panels = []  # (model, profile or None for the reference-only panel)
+    for model in sorted({r["model"] for r in measured}):
+        profiles = sorted({r.get("profile") or "?" for r in measured if r["model"] == model})
+        panels += [(model, profile) for profile in profiles]
+        if FULL_PROFILE not in profiles and reference_fps.get(model):
+            panels.append((model, None))
+    if not panels:
+        return None
+    fig, axes = _panels(plt, len(panels), (4.8, 3.8))
+    for ax, (model, profile) in zip(axes, panels):
+        if profile is not None:
+            mine = [r for r in measured if r["model"] == model and (r.get("profile") or "?") == profile]
+            for backend, precision in sorted({(r["backend"], r["precision"]) for r in mine}):
+                pts = sorted((r["batch_size"], _fps(r)) for r in mine
+                             if r["backend"] == backend and r["precision"] == precision)
+                ax.plot(*zip(*pts), "o-", label=f"{backend} {precision} (measured)")
+        if profile in (FULL_PROFILE, None):
+            for table_soc, table in sorted((reference_fps.get(model) or {}).items()):
+                pts = sorted((int(bs), v) for bs, v in table.items() if finite(v))
+                if pts:
+                    ax.plot(*zip(*pts), "s--" if table_soc == soc else ":", alpha=0.8,
+                            label=f"{table_soc} (seed reference, full shapes)")
+        _fps_axes(plt, ax, model, profile)
+    return fig
+
+
+def _fps_axes(plt, ax, model: str, profile: str | None) -> None:
+    if profile is None:
+        title = f"{model}: seed reference (full shapes)"
+    elif profile == FULL_PROFILE:
+        title = f"{model} (measured at full shapes)"
+    else:
+        title = f"{model} (measured at {profile} shapes)\n{profile} shapes: not comparable with the reference"
+    ax.set_title(title, fontsize=9, color="black" if profile in (FULL_PROFILE, None) else "tab:red")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(plt.ScalarFormatter())
+    ax.set_xticks(sorted({int(x) for line in ax.get_lines() for x in line.get_xdata()}))
+    ax.set_ylim(0, 1.15 * max(y for line in ax.get_lines() for y in line.get_ydata()))
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples / s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6)
+
+
+def accuracy_figure(plt, rows: list[dict]):
+    """PyTorch and each deployed row, one panel per model and published metric, at the model's
+    smallest batch size (as the seeds publish accuracy); None when no row has one. Every bar
+    carries its value, so a zero shows; the published line is drawn only where the published
+    figure applies, and otherwise the panel says why not."""
+    smallest = {r["model"]: min(x["batch_size"] for x in rows if x["model"] == r["model"]) for r in rows}
+    metrics = sorted({(r["model"], f.name) for r in rows if r["batch_size"] == smallest[r["model"]]
+                      for f in records.figures(r) if f.part == "accuracy" and f.kind is FigureKind.ACCURACY
+                      and _published(r, f.name).get("published") is not None})
+    if not metrics:
+        return None
+    fig, axes = _panels(plt, len(metrics), (4.2, 3.2))
+    for ax, (model, name) in zip(axes, metrics):
+        mine = [(r, records.figure(r, "accuracy", name)) for r in rows
+                if r["model"] == model and r["batch_size"] == smallest[model] and records.figure(r, "accuracy", name)]
+        _accuracy_panel(ax, model, name, smallest[model], mine)
+    return fig
+
+
+def _accuracy_panel(ax, model: str, name: str, bs: int, mine: list[tuple[dict, Figure]]) -> None:
+    first = mine[0][1]
+    labels = ["PyTorch"] + [f"{r['backend']}\n{r['precision']}" for r, _ in mine]
+    values = [first.reference] + [f.value for _, f in mine]
+    heights = [finite(v) or 0.0 for v in values]
+    bars = ax.bar(range(len(values)), heights, color=["tab:blue"] + ["tab:orange"] * len(mine))
+    ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=7, padding=5)
+    flat = [i for i, h in enumerate(heights) if h == 0.0]  # a zero (or absent) bar has no height: mark it
+    if flat:
+        ax.plot(flat, [0.0] * len(flat), "D", color="tab:red", markersize=6, clip_on=False, zorder=3)
+    pub = _published(mine[0][0], name)
+    applies = [r for r, _ in mine if _published(r, name).get("verdict") in ("pass", "fail")]
+    published = finite(pub.get("published"))
+    if published is not None and applies:
+        ax.axhline(published, color="k", linestyle="--", label=f"published {published:g}")
+        ax.legend(fontsize=7)
+    elif published is not None:
+        reason = pub.get("why") or "does not apply"
+        ax.text(0.02, 0.97, "\n".join(textwrap.wrap(f"published {published:g} not drawn: {reason}", 60)),
+                transform=ax.transAxes, fontsize=6, va="top", color="0.3")
+    top = max([abs(h) for h in heights] + ([published] if published is not None and applies else [])) or 1.0
+    ax.set_ylim(min(0.0, min(heights)) * 1.25, top * 1.6)  # room for the labels and the note
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(labels, fontsize=7)
+    unit = f" [{first.unit}]" if first.unit else ""
+    ax.set_title(f"{model} {name}{unit} at bs{bs} ({'higher' if first.higher_is_better else 'lower'} is better)",
+                 fontsize=9)

@@ -1,0 +1,290 @@
+"""One typed result per row kind, built by one function each from the stage outputs.
+
+A row is one model x backend x precision x batch size. Three kinds of result fill it:
+
+* :class:`AccuracyResult` (:func:`accuracy_result`) -- the deployed model against PyTorch on the
+  same samples: data read completely, outputs finite, element-wise within the precision's
+  tolerance, task-level agreement within its limits, metrics within tolerance;
+* the published verdict (``harness.published``) -- against the seed's figures where they apply;
+* :class:`PerfResult` (:func:`perf_result`) -- the timed loop's figures beside the reference
+  table, each timing checked before it is believed, every timed round audited.
+
+Each result carries its :class:`Figure` list (what the gate compares, the pinned references hold
+and the report draws) and its :class:`Finding` list (what failed, what was noted, what does not
+apply). A test builds the result, records it, and raises :class:`RowFailed` if it failed; the
+report, the gate and the history read the same figures and findings and decide nothing anew.
+Adding a metric or a finding kind is an edit here and in the one builder that makes it.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from harness import agreement as agreement_stats
+from harness.outputs import DeployedRun, ReferenceRun
+from harness.spec import Metric, ModelSpec
+
+NAMED = 10  # items named one by one in a message before "... and N more"
+
+
+class FindingKind(str, enum.Enum):
+    FAILURE = "failure"  # the row fails
+    EXPECTED_FAILURE = "expected failure"  # a declared known failure, failing as declared
+    NOT_APPLICABLE = "not applicable"  # a verdict that cannot be given here, and why
+    NOTE = "note"  # said in the report, fails nothing
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    part: str  # 'accuracy', 'published', 'perf', 'row'
+    what: str  # the figure or check: 'top1', 'element-wise', 'data', 'timings', 'audit', ...
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.message}"
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind.value, "part": self.part, "what": self.what, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Finding":
+        return cls(FindingKind(data["kind"]), data["part"], data["what"], data["message"])
+
+
+class FigureKind(str, enum.Enum):
+    ACCURACY = "accuracy"  # gated with an absolute band (the spec's tolerance for the precision)
+    SPEED = "speed"  # gated with the run's relative --fps-regression
+    INFO = "info"  # shown, never gated
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured value of a row, with what it was judged against."""
+
+    part: str  # 'accuracy', 'published', 'perf'
+    name: str
+    value: float | None  # None: not measured, or measured and refused (a finding says why)
+    unit: str = ""
+    higher_is_better: bool = True
+    kind: FigureKind = FigureKind.INFO
+    tolerance: float | None = None  # the absolute band of an accuracy figure
+    reference: float | None = None  # what it was judged against (PyTorch's value, a limit, the table)
+    reference_name: str = ""  # 'PyTorch', 'limit', 'published', 'Ascend310P3 table'
+    verdict: str | None = None  # 'pass', 'fail' or None (not judged)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "kind": self.kind.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Figure":
+        return cls(**{**data, "kind": FigureKind(data["kind"])})
+
+
+class RowFailed(AssertionError):
+    """A row's verdict is red; the message names the row and each failing finding."""
+
+
+@dataclass
+class Result:
+    part: str
+    figures: list[Figure] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind is FindingKind.FAILURE]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def fail(self, what: str, message: str) -> None:
+        self.findings.append(Finding(FindingKind.FAILURE, self.part, what, message))
+
+    def note(self, what: str, message: str) -> None:
+        self.findings.append(Finding(FindingKind.NOTE, self.part, what, message))
+
+    def details(self) -> dict:
+        """The part's own fields for results.json besides figures and findings."""
+        return {}
+
+    def record(self) -> dict:
+        """What a row keeps of this result (fixtures/report.py writes it; harness/records.py reads it)."""
+        return {self.part: {**self.details(), "verdict": "pass" if self.passed else "fail"},
+                "figures": [f.as_dict() for f in self.figures],
+                "findings": [f.as_dict() for f in self.findings]}
+
+    def raise_if_failed(self, row: str, extra: str = "") -> None:
+        if self.failures:
+            raise RowFailed(f"{row}: " + "; ".join(str(f) for f in self.failures) + (f"\n{extra}" if extra else ""))
+
+
+def finite(value) -> float | None:
+    """A finite figure, or None (absent, NaN, infinite or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def listing(names: Sequence[str]) -> str:
+    more = f" ... and {len(names) - NAMED} more" if len(names) > NAMED else ""
+    return ", ".join(names[:NAMED]) + more
+
+
+# ---------------------------------------------------------------------------------------- accuracy
+
+@dataclass
+class AccuracyResult(Result):
+    part: str = "accuracy"
+    elementwise: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    samples: int = 0
+
+    @property
+    def diverged(self) -> bool:
+        """The deployed outputs left PyTorch's (element-wise or in the task's terms): where the
+        divergence starts is worth localising."""
+        return any(f.what == "element-wise" or f.part == "accuracy" and f.what in agreement_stats.STATISTICS
+                   for f in self.failures)
+
+    def details(self) -> dict:
+        return {"elementwise": self.elementwise, "samples": self.samples}
+
+
+def judge_delta(metric: Metric, torch_value: float, deployed_value: float, precision: str) -> Figure:
+    """A metric of the deployed model against PyTorch's on the same samples."""
+    tolerance = metric.tolerance.get(precision)
+    if tolerance is None:
+        raise KeyError(f"metric {metric.name} declares no tolerance for precision {precision!r}")
+    if math.isnan(torch_value) and math.isnan(deployed_value):
+        verdict = None  # no sample of the dataset feeds this metric (e.g. a pass it does not hold)
+    else:
+        verdict = "pass" if abs(deployed_value - torch_value) <= tolerance else "fail"  # NaN on one side fails
+    return Figure("accuracy", metric.name, finite(deployed_value), metric.unit, metric.higher_is_better,
+                  FigureKind.ACCURACY, tolerance, finite(torch_value), "PyTorch", verdict)
+
+
+def data_findings(result: Result, dataset: dict, accepted: Sequence[str] = (), accept_missing: bool = False) -> None:
+    """Every listed item that was missing or unreadable fails the row unless the user accepted it
+    by name (--accept-bad-items), or accepted absent items as a partial copy of the dataset
+    (--accept-missing); what was accepted is noted in the row."""
+    root = dataset.get("root", "?")
+    named_missing = dataset.get("missing_names", [])
+    missing = [m for m in named_missing if m not in accepted]
+    failed = {k: v for k, v in (dataset.get("failed") or {}).items() if k not in accepted}
+    count = len(missing) + max(dataset.get("missing", 0) - len(named_missing), 0)
+    if count and accept_missing:
+        result.note("data", f"{count} listed item(s) absent under {root}, left out as a partial copy "
+                            f"(--accept-missing): {listing(missing)}")
+    elif count:
+        result.fail("data", f"{count} listed item(s) missing under {root}: {listing(missing)} (a partial copy of "
+                            "the dataset? say so with --accept-missing)")
+    for item, why in list(failed.items())[:NAMED]:
+        result.fail("data", f"unreadable item {item} under {root}: {why}")
+    if len(failed) > NAMED:
+        result.fail("data", f"... and {len(failed) - NAMED} more unreadable items")
+    taken = [a for a in accepted if a in named_missing or a in (dataset.get("failed") or {})]
+    if taken:
+        result.note("data", f"left out as accepted with --accept-bad-items: {listing(taken)}")
+
+
+def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, deployed: DeployedRun,
+                    accepted_bad_items: Sequence[str] = (), accept_missing: bool = False) -> AccuracyResult:
+    """The deployed model against PyTorch on the same samples: a complete gate of the deployment
+    whatever the weights."""
+    data = deployed.dataset or reference.dataset
+    result = AccuracyResult(data=data, samples=len(deployed.sample_ids), elementwise=deployed.elementwise.as_dict())
+    if not deployed.sample_ids:
+        result.fail("data", f"nothing was judged: the dataset under {data.get('root', '?')} yielded no sample "
+                            f"({data.get('listed', 0)} item(s) listed, {data.get('read', 0)} read)")
+    data_findings(result, data, accepted_bad_items, accept_missing)
+    for where, bad in (("PyTorch", reference.nonfinite), ("the deployed model", deployed.nonfinite)):
+        if bad:
+            first = next(iter(bad))
+            result.fail("finite", f"{where} produced NaN or Inf on {len(bad)} sample(s), first {first} "
+                                  f"(outputs {', '.join(bad[first])})")
+    for problem in deployed.output_problems:
+        result.fail("outputs", problem)
+    stats = deployed.elementwise
+    if deployed.sample_ids and not stats.passed:
+        result.fail("element-wise", f"vs PyTorch ({precision}): {stats.message()}")
+    result.figures.append(Figure("accuracy", "max_abs_diff", finite(stats.max_abs), "", False, FigureKind.INFO,
+                                 reference=stats.tolerance.atol, reference_name="atol",
+                                 verdict="pass" if stats.passed else "fail"))
+    for name, judged in agreement_stats.judge(spec.agreement, deployed.agreement, precision).items():
+        higher = judged["bound"] == "min"
+        result.figures.append(Figure("accuracy", name, finite(judged["value"]), judged["unit"], higher,
+                                     FigureKind.INFO, reference=judged["limit"], reference_name="limit",
+                                     verdict="pass" if judged["passed"] else "fail"))
+        if not judged["passed"]:
+            relation = ">=" if higher else "<="
+            result.fail(name, f"vs PyTorch {judged['value']:.4g}{judged['unit']}, expected {relation} "
+                              f"{judged['limit']:g}{judged['unit']} for {precision}")
+    for metric in spec.metrics:
+        figure = judge_delta(metric, reference.metrics.get(metric.name, math.nan),
+                             deployed.metrics.get(metric.name, math.nan), precision)
+        result.figures.append(figure)
+        if figure.verdict == "fail":
+            result.fail(metric.name, f"deployed {_fmt(figure.value)} vs PyTorch {_fmt(figure.reference)} "
+                                     f"(tolerance {figure.tolerance:g} for {precision})")
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.6g}"
+
+
+# ---------------------------------------------------------------------------------------- perf
+
+@dataclass
+class PerfResult(Result):
+    part: str = "perf"
+    timing: dict = field(default_factory=dict)  # how the figures were measured: rounds, warm-up, timer, audit
+    peak: dict | None = None  # {'gflops', 'source', 'precision'} of the device, or None with a reason
+
+    def details(self) -> dict:
+        return {**self.timing, "peak": self.peak}
+
+    def value(self, name: str) -> float | None:
+        return next((f.value for f in self.figures if f.name == name), None)
+
+
+def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_per_sample: float | None,
+                peak) -> PerfResult:
+    """The perf row from a checked timed loop (:class:`harness.perf.TimedLoop`): FPS and latency,
+    the reference FPS of --soc and the ratio of like with like (the seeds' tables are ais_bench
+    compute-only figures, so the ratio uses compute-only FPS where the runtime reports it), the
+    GFLOP/s and the fraction of the device's declared peak (no peak, no fraction)."""
+    result = PerfResult(timing=loop.description(), peak=asdict(peak) if peak is not None else None)
+    result.findings += loop.findings
+    figures = loop.figures(batch_size)
+    result.figures += figures.values()
+    reference = spec.reference_fps.get(soc, {}).get(batch_size) if soc else None
+    compared_name = "compute_fps" if "compute_fps" in figures else "fps"
+    compared = figures.get(compared_name)
+    basis = "compute-only" if compared_name == "compute_fps" else "end-to-end (the runtime reports no compute time)"
+    result.timing["ratio_basis"] = basis
+    if isinstance(reference, (int, float)):
+        ratio = compared.value / reference if compared is not None and compared.value is not None else None
+        result.figures.append(Figure("perf", "reference_ratio", ratio, "", True, FigureKind.INFO,
+                                     reference=float(reference), reference_name=f"{soc} table ({basis})"))
+    if gflops_per_sample and compared is not None and compared.value is not None:
+        rate = gflops_per_sample * compared.value
+        result.figures.append(Figure("perf", "gflops_per_s", rate, "GFLOP/s", True, FigureKind.INFO,
+                                     reference=gflops_per_sample, reference_name="GFLOPs per sample"))
+        if peak is not None and peak.gflops:
+            fraction = rate / peak.gflops
+            result.figures.append(Figure("perf", "fraction_of_peak", fraction, "", True, FigureKind.INFO,
+                                         reference=peak.gflops, reference_name=peak.source))
+            if fraction > 1:
+                result.fail("fraction_of_peak", f"{rate:.4g} GFLOP/s is {fraction:.2f}x the device's declared peak "
+                                                f"{peak.gflops:.4g} GFLOP/s ({peak.source}): the timing or the "
+                                                "peak is wrong")
+    return result
+
+
+def figures_by_name(figures: Iterable[Figure]) -> dict[str, Figure]:
+    return {f.name: f for f in figures}
