@@ -59,9 +59,10 @@ def test_published_not_applicable_names_what_is_missing(spec):
     partial = {"generated": False, "complete": False, "read": 1, "listed": listed, "missing": listed - 1,
                "failed": {}, "limit": None}
     assert published.published_not_applicable(spec, real, partial, "full") == (
-        f"incomplete dataset (1/{listed} items read, {listed - 1} missing, 0 failed, limit None)")
+        f"partial copy: {listed - 1} of the {listed} listed items absent")
     whole = {"complete": True, "listed": listed}
     assert published.published_not_applicable(spec, real, whole, "full") is None
     subset = {"complete": True, "listed": listed - 1}  # an index short of one item is complete, not whole
     assert published.published_not_applicable(spec, real, subset, "full") == (
-        f"the dataset's index lists {listed - 1} of the {listed} items the published figure was measured on")
+        f"incomplete index: the dataset's index lists {listed - 1} of the {listed} items the published figure was "
+        "measured on")
