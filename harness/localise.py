@@ -65,13 +65,6 @@ import onnx
 from harness.backends import Backend, backend_class
 
 THRESHOLDS = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
-# Backends whose per-operator data does not come from marking ONNX outputs: name -> why
-UNSUPPORTED = {
-    "ascend": ("Ascend is not localised by the harness: dump the per-operator data with the CANN "
-               "dump facility (acl.json dump config, or ais_bench --dump) and compare it with the "
-               "ONNX using `msit compare -gm MODEL.onnx -om MODEL.om -i INPUTS.bin` (formerly ait "
-               "compare); its dumps name fused operators, not ONNX tensors"),
-}
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                 onnx.TensorProto.DOUBLE}
 TABLE_JSON, TABLE_MD, PLOT_PNG = "localisation.json", "localisation.md", "localisation.png"
@@ -441,8 +434,9 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
 
     ``backend`` is the suite's backend object as the failing run used it (requested precision and
     device included); ``feeds`` one batch at the run's shapes. ``threshold`` defaults to
-    ``THRESHOLDS[backend.precision]``. A backend listed in :data:`UNSUPPORTED` or not available
-    here gives a Localisation with ``unavailable`` set instead of raising. ``module_names``
+    ``THRESHOLDS[backend.precision]``. A backend that declares it is not localised
+    (``Backend.not_localised``) or is not available here gives a Localisation with
+    ``unavailable`` set instead of raising. ``module_names``
     (the network's ``named_modules()`` keys) refines the module scopes (:func:`module_scope`);
     ``label`` names the model in the plot and table (default: the ONNX file name).
     """
@@ -450,8 +444,8 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
     model = onnx.load(str(onnx_path))
     result = Localisation(str(onnx_path), backend.name, "", 0.0, len(model.graph.node),
                           label=label or Path(onnx_path).name)
-    if backend.name in UNSUPPORTED:
-        result.unavailable = UNSUPPORTED[backend.name]
+    if not backend.localises:
+        result.unavailable = backend.not_localised
         return result
     available, why = backend.availability()
     if not available:
@@ -573,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = registry.get(args.model)
     backend = backend_class(args.backend)(precision=args.precision)
     available, why = backend.availability()
-    if not available and args.backend not in UNSUPPORTED:
+    if not available and backend.localises:
         parser.error(f"--backend {args.backend}: {why}")
     onnx_path = stages.onnx_for(spec, args.profile, args.cache_dir, args.weights_dir)
     group, feeds = _first_batch(spec, args.profile, args.data_root, args.cache_dir,

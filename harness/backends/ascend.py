@@ -37,6 +37,7 @@ import numpy as np
 from harness import cache
 from harness.backends import onnx_passes
 from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
+from harness.peak import Peak, accelerator_peak
 
 SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
 AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels from gitee ascend/tools "
@@ -181,6 +182,12 @@ class AscendBackend(Backend):
     name = "ascend"
     artifact_suffix = ".om"
     default_precision = "default"  # the seeds ran ATC's default (fp16)
+    reports_compute_time = True  # aclruntime's exec_time_list, around aclmdlExecute
+    not_localised = (
+        "Ascend is not localised by the harness: dump the per-operator data with the CANN dump "
+        "facility (acl.json dump config, or ais_bench --dump) and compare it with the ONNX using "
+        "`msit compare -gm MODEL.onnx -om MODEL.om -i INPUTS.bin` (formerly ait compare); its "
+        "dumps name fused operators, not ONNX tensors")
 
     def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC):
         super().__init__(precision, device)
@@ -240,6 +247,10 @@ class AscendBackend(Backend):
     @property
     def precision(self) -> str:
         return "fp32" if self.requested_precision == "fp32" else "fp16"
+
+    def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
+        """The SoC's documented dense peak (harness/peaks.toml: the 310P3's fp16; none for fp32)."""
+        return accelerator_peak(self.soc, precision, precision)
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
                 out_path: Path, spec) -> Path:

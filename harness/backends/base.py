@@ -12,6 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
+from harness.peak import Peak, cpu_peak
+
 # what a user may ask for ('default' = the runtime's own choice), declared once with the options
 from video_model_conformance import PRECISIONS
 
@@ -31,6 +33,32 @@ def looks_like_oom(message: str) -> bool:
 
 class BackendUnavailable(RuntimeError):
     """The runtime or its hardware is not here; the message says what to install or source."""
+
+
+class ArtifactMismatch(RuntimeError):
+    """The opened artifact's own inputs or outputs are not the ones the harness asked for (a
+    compiler that ignored the batch size, a stale or foreign artifact): an error of that row."""
+
+
+def io_shape_mismatches(requested: Mapping[str, Mapping[str, tuple]],
+                        artifact: Mapping[str, Mapping[str, tuple]]) -> list[str]:
+    """Each difference between the shapes asked for and an artifact's own (``{'inputs': {name:
+    shape}, 'outputs': {...}}``, as :meth:`Session.io_shapes` gives them), one line each naming
+    the tensor and both shapes. A dimension the artifact leaves dynamic (None) matches any size."""
+    found = []
+    for kind in ("inputs", "outputs"):
+        wanted, has = requested.get(kind, {}), artifact.get(kind, {})
+        for name, shape in wanted.items():
+            if name not in has:
+                found.append(f"{kind[:-1]} {name}: requested {tuple(shape)}, the artifact has no "
+                             f"such tensor (it has {', '.join(has) or 'none'})")
+            elif len(has[name]) != len(shape) or any(
+                    got is not None and got != size for got, size in zip(has[name], shape)):
+                found.append(f"{kind[:-1]} {name}: requested {tuple(shape)}, the artifact has "
+                             f"{tuple(has[name])}")
+        found += [f"{kind[:-1]} {name}: not requested, the artifact has it with shape "
+                  f"{tuple(has[name])}" for name in has if name not in wanted]
+    return found
 
 
 class Session(ABC):
@@ -65,6 +93,12 @@ class Backend(ABC):
     name: str = ""
     artifact_suffix: str = ""  # '' when the runtime compiles in memory from the ONNX itself
     default_precision: str = "fp32"  # what --precision means when not given
+    # What this backend can do, declared as data (read by the perf stage, the report, localise):
+    # True when Session.last_compute_ms() gives the device's own compute time of each run
+    reports_compute_time: bool = False
+    # None when harness.localise can mark the ONNX's intermediate tensors as outputs and run them
+    # on this backend; else why not and what to use instead
+    not_localised: str | None = None
 
     def __init__(self, precision: str | None = None, device: int = 0):
         precision = precision or self.default_precision
@@ -90,6 +124,23 @@ class Backend(ABC):
     def environment(self) -> dict:
         """Versions and hardware that decide this backend's figures, for the report."""
         return {**self.versions(), "device": self.device}
+
+    @property
+    def localises(self) -> bool:
+        return self.not_localised is None
+
+    def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
+        """The dense peak of the device this backend runs on, at ``precision`` (what it ran at,
+        :attr:`precision`), with its source; ``Peak.gflops`` is None, and ``Peak.source`` says
+        why, where no figure is documented. The default is the host CPU's
+        (:func:`harness.peak.cpu_peak`, whose fp32 check measures a MatMul once per machine,
+        cached under ``cache_dir``); accelerator backends override it."""
+        return cpu_peak(precision, cache_dir=cache_dir)
+
+    def capabilities(self) -> dict:
+        """What this backend can do, for the report."""
+        return {"compiles_ahead": self.compiles_ahead, "localises": self.localises,
+                "reports_compute_time": self.reports_compute_time}
 
     @classmethod
     @abstractmethod

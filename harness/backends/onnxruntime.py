@@ -7,6 +7,8 @@ from typing import Mapping
 import numpy as np
 
 from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
+from harness.backends.tensorrt import nvidia_smi
+from harness.peak import Peak, accelerator_peak
 
 
 class _OrtSession(Session):
@@ -21,6 +23,14 @@ class _OrtSession(Session):
             if looks_like_oom(str(error)):
                 raise MemoryError(f"onnxruntime: {error}") from error
             raise
+
+    def io_shapes(self) -> dict[str, dict[str, tuple]]:
+        # ONNX Runtime gives a symbolic dimension as its name (str) or None, a static one as int
+        def shape(arg) -> tuple:
+            return tuple(d if isinstance(d, int) else None for d in arg.shape)
+
+        return {"inputs": {a.name: shape(a) for a in self._session.get_inputs()},
+                "outputs": {a.name: shape(a) for a in self._session.get_outputs()}}
 
 
 class OnnxRuntimeBackend(Backend):
@@ -57,6 +67,14 @@ class OnnxRuntimeBackend(Backend):
     def precision(self) -> str:
         # TF32 keeps fp16's 10-bit mantissa, so it is judged with the fp16 tolerances
         return "fp16" if self._on_gpu() and self.requested_precision != "fp32" else "fp32"
+
+    def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
+        """The CPU's peak, or on the CUDA provider the GPU's documented dense peak for the math it
+        ran: fp32 with TF32 off, else TF32 (reported as 'fp16', its tolerance class)."""
+        if not self._on_gpu():
+            return super().peak(precision, cache_dir)
+        math = "fp32" if precision == "fp32" else "tf32"
+        return accelerator_peak(nvidia_smi("name", self.device), math, precision)
 
     def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
         ok, why = self.availability()

@@ -30,6 +30,7 @@ def _precision_name(element_type) -> str:
 
 class _OpenVinoSession(Session):
     def __init__(self, compiled):
+        self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._inputs = [port.get_any_name() for port in compiled.inputs]
         self._outputs = [(port.get_any_name(), port) for port in compiled.outputs]
@@ -45,8 +46,17 @@ class _OpenVinoSession(Session):
             raise
         return {name: np.asarray(result[port]) for name, port in self._outputs}
 
+    def io_shapes(self) -> dict[str, dict[str, tuple]]:
+        # the compiled model's ports as the CPU plugin will run them; a dynamic dimension is None
+        def shape(port) -> tuple:
+            return tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+
+        return {"inputs": {p.get_any_name(): shape(p) for p in self._compiled.inputs},
+                "outputs": {p.get_any_name(): shape(p) for p in self._compiled.outputs}}
+
     def close(self) -> None:
         self._request = None
+        self._compiled = None
 
 
 class OpenVinoBackend(Backend):

@@ -16,7 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendUnavailable, Session
+from harness.backends.base import ArtifactMismatch, Backend, BackendUnavailable, Session
+from harness.peak import Peak, accelerator_peak
 
 _OOM = re.compile(r"out of memory|insufficient memory|cudaErrorMemoryAllocation|failed to allocate",
                   re.IGNORECASE)
@@ -50,6 +51,7 @@ class _TensorRtSession(Session):
         import torch
 
         self._torch = torch
+        self._trt = trt
         self._runtime = runtime  # an engine must not outlive the runtime that deserialized it
         self._engine = engine
         self._context = engine.create_execution_context()
@@ -60,7 +62,14 @@ class _TensorRtSession(Session):
             name = engine.get_tensor_name(i)
             dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(name)))).dtype
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                self._context.set_input_shape(name, tuple(input_shapes[name]))
+                if name not in input_shapes:
+                    raise ArtifactMismatch(f"the engine has input {name}, which was not requested "
+                                           f"(requested: {', '.join(input_shapes)})")
+                if not self._context.set_input_shape(name, tuple(input_shapes[name])):
+                    low, _, high = engine.get_tensor_profile_shape(name, 0)
+                    raise ArtifactMismatch(
+                        f"input {name}: requested {tuple(input_shapes[name])}, the engine takes "
+                        f"{tuple(low)} to {tuple(high)} (its optimisation profile 0)")
                 buffers = self._inputs
             else:
                 buffers = self._outputs
@@ -91,6 +100,25 @@ class _TensorRtSession(Session):
     def last_compute_ms(self) -> float | None:
         return self._start.elapsed_time(self._end) if self._timed else None
 
+    def io_shapes(self) -> dict[str, dict[str, tuple]]:
+        """The engine's own tensor shapes (ICudaEngine.get_tensor_shape: -1 where the ONNX left
+        an axis dynamic); an input's dynamic axis that optimisation profile 0 pins (min == max,
+        as compile() builds it) reads as that size. Written from the TensorRT 10 Python API
+        reference; not run on this project's CPU-only CI."""
+        engine, trt = self._engine, self._trt
+        shapes: dict[str, dict[str, tuple]] = {"inputs": {}, "outputs": {}}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dims = [int(d) for d in engine.get_tensor_shape(name)]
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                low, _, high = engine.get_tensor_profile_shape(name, 0)
+                dims = [lo if d < 0 and lo == hi else d for d, lo, hi in zip(dims, low, high)]
+                kind = "inputs"
+            else:
+                kind = "outputs"
+            shapes[kind][name] = tuple(None if d < 0 else d for d in dims)
+        return shapes
+
     def close(self) -> None:
         self._context = None
         self._engine = None
@@ -99,13 +127,16 @@ class _TensorRtSession(Session):
         self._outputs.clear()
 
 
-def _driver_version() -> str:
-    """The NVIDIA driver version as nvidia-smi reports it, or 'absent'."""
+def nvidia_smi(field: str, device: int | None = None) -> str:
+    """One ``nvidia-smi --query-gpu`` field (``driver_version``, ``name``) of GPU ``device``
+    (the first without one), or 'absent'."""
     import subprocess
 
+    command = ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"]
+    if device is not None:
+        command.append(f"--id={device}")
     try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "absent"
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "absent"
@@ -114,6 +145,7 @@ def _driver_version() -> str:
 class TensorRtBackend(Backend):
     name = "tensorrt"
     artifact_suffix = ".engine"
+    reports_compute_time = True  # CUDA events around execute_async_v3
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -151,7 +183,7 @@ class TensorRtBackend(Backend):
                 "fp16_flag": str(self._fp16_engine(trt))}
 
     def environment(self) -> dict:
-        return {**super().environment(), "driver": _driver_version()}
+        return {**super().environment(), "driver": nvidia_smi("driver_version")}
 
     def _fp16_engine(self, trt) -> bool:
         return self.requested_precision != "fp32" and hasattr(trt.BuilderFlag, "FP16")
@@ -166,6 +198,16 @@ class TensorRtBackend(Backend):
         if self._fp16_engine(trt):
             return "fp16"
         return "fp16" if torch.cuda.get_device_capability(self.device) >= (8, 0) else "fp32"
+
+    def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
+        """The GPU's documented dense peak for the math the engine runs: an fp16 engine's fp16,
+        TensorRT 11's 'default' TF32 (reported as 'fp16', its tolerance class), else fp32."""
+        import torch
+
+        math = precision
+        if precision == "fp16" and not self._fp16_engine(self._require()):
+            math = "tf32"
+        return accelerator_peak(torch.cuda.get_device_name(self.device), math, precision)
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
                 out_path: Path, spec) -> Path:
