@@ -1,32 +1,39 @@
 """ais_bench's on-disk conventions, both ways.
 
-Outputs, as ``python -m ais_bench --input DIR[,DIR...] --output OUT`` writes them (Ascend/tools,
-ais-bench_workload/tool/ais_bench, ``io_oprations.save_tensors_to_file``): per input file, one raw
-float32 file per model output named ``<input file stem>_<output index>.bin``; an input file
-holding a whole batch gives one output file per output for that batch. ``sumary.json`` beside them
-(ais_infer's name and place, which the seeds' postprocess scripts skip) holds the timing summary:
+Outputs, as ``python -m ais_bench --input DIR[,DIR...] --output OUT --output_dirname NAME`` writes
+them (both generations: Ascend/tools ais-bench_workload/tool/ais_bench, ``io_oprations.
+save_tensors_to_file`` and ``summary.Summary.report``; msit's the same): into ``OUT/NAME/``, per
+input file, one raw float32 file per model output named ``<input file stem>_<output index>.bin``
+(an input file holding a whole batch gives one output file per output for that batch); and the
+timing summary *beside* that folder, ``OUT/NAME_summary.json``: ``filesinfo``,
 ``NPU_compute_time``, ``H2D_latency``, ``D2H_latency`` (min, max, mean, median, percentile(99%),
-count), ``throughput`` = 1000 * batch size / mean compute ms, ``npu_compute_time_list`` and
-``filesinfo``. With them a user runs the seed's own ``*_postprocess.py`` on the suite's outputs.
+count), ``throughput`` = 1000 * batch size / mean compute ms, ``npu_compute_time_list``. The
+seeds' postprocess scripts list every file in the output folder as an output (Efficient-3DCNNs
+parses each name as a number), so nothing else may be in it; the suite's map from file numbers
+to its sample ids goes beside the folder too, ``OUT/NAME.sample_ids.txt``.
 
 Inputs: the folders the seeds' ``*_preprocess.py`` write, described per model by a
 :class:`SeedBinLayout` in the spec's ``seed_bin_layout``:
 
 * FLAVR: ``input_0..3/<i>.bin``, one sample per file, float32 (3, 224, 224) each.
 * FlowNet2: ``image1``/``image2``/``<i>.bin`` holding a whole batch (the script's --batch_size,
-  the last batch padded with its first pair), ``gt/<i>.bin`` float32 (1, 448, 1024, 2) per pair.
-* GMA: ``image1``/``image2``/``<i>.bin`` one pair each (3, 440, 1024), ``gt/<i>.bin`` (436, 1024, 2).
+  the last batch padded with its first pair), ``gt/<i>.bin`` float32 (1, 448, 1024, 2) per pair;
+  the clean pass only (the script hard-codes it).
+* GMA: per Sintel pass (``--status clean|final``, each into its own ``--output``),
+  ``image1``/``image2``/``<i>.bin`` one pair each (3, 440, 1024), ``gt/<i>.bin`` (436, 1024, 2),
+  numbered from 0 in each pass.
 * Efficient-3DCNNs: ``bin1/<i>.bin`` a batch of clips (--inference_batch_size), and a ``.info``
   text file with one line per bin: the batch's video ids, space separated.
 * SlowFast: ``bin/<i>.bin`` a batch (1, 3, 32, 224, 224) per video, ``kinetics400.info`` one line
   per video: ``<index> <label>``.
 
 Both ways meet in the file stem: ais_bench names an output after its input file, so the suite
-numbers its samples ``0, 1, ...`` in dataset order, as the preprocess numbers its files, and the
-seed's postprocess pairs the suite's ``<i>_<k>.bin`` with the preprocess's ``<i>.bin``, ``gt/<i>.bin``
-and ``.info`` line ``i``. Each file holds one sample: the guides' preprocess commands write one
-per sample (FlowNet2 ``--batch_size 1``, Efficient-3DCNNs ``--inference_batch_size=1``), and
-ais_bench splits a batch's outputs back per input file.
+numbers its samples ``0, 1, ...`` in dataset order, as the preprocess numbers its files (per pass
+for the Sintel models, whose sample ids start with the pass: ``clean/alley_1/frame_0001``), and the
+seed's postprocess pairs the suite's ``<i>_<k>.bin`` with the preprocess's ``<i>.bin``,
+``gt/<i>.bin`` and ``.info`` line ``i``. Each file holds one sample: the guides' preprocess
+commands write one per sample (FlowNet2 ``--batch_size 1``, Efficient-3DCNNs
+``--inference_batch_size=1``), and ais_bench splits a batch's outputs back per input file.
 """
 from __future__ import annotations
 
@@ -40,8 +47,19 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-SUMMARY_FILE = "sumary.json"  # ais_infer's spelling, kept by the seeds' scripts
 PERCENTILE = 99  # ais_bench's summary reports this percentile
+
+
+def summary_path(folder: Path) -> Path:
+    """Where ais_bench writes the summary of an output folder: beside it, ``<folder>_summary.json``."""
+    folder = Path(folder)
+    return folder.parent / f"{folder.name}_summary.json"
+
+
+def sample_ids_path(folder: Path) -> Path:
+    """The suite's map from file numbers to sample ids, beside the output folder."""
+    folder = Path(folder)
+    return folder.parent / f"{folder.name}.sample_ids.txt"
 
 
 OUTFMTS = ("BIN", "TXT")  # ais_bench's --outfmt values the seeds use (SlowFast's: TXT)
@@ -92,7 +110,8 @@ def _stats(values: Sequence[float]) -> dict:
 def write_summary(folder: Path, batch_size: int, compute_ms: Sequence[float],
                   h2d_ms: Sequence[float] = (), d2h_ms: Sequence[float] = (),
                   files_info: Mapping[int, Mapping[str, list[str]]] | None = None) -> Path:
-    """``sumary.json`` in ais_bench's keys; throughput as ais_bench computes it."""
+    """``<folder>_summary.json`` beside ``folder``, in ais_bench's keys; throughput as ais_bench
+    computes it."""
     compute = _stats(compute_ms)
     summary = {
         "filesinfo": {str(k): dict(v) for k, v in (files_info or {}).items()},
@@ -103,7 +122,8 @@ def write_summary(folder: Path, batch_size: int, compute_ms: Sequence[float],
         "npu_compute_time_list": [float(t) for t in compute_ms],
         "pid": os.getpid(),
     }
-    path = Path(folder) / SUMMARY_FILE
+    path = summary_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary))
     return path
 
@@ -137,6 +157,23 @@ class SeedBinLayout:
     info: str | None = None  # the preprocess's label/id text file, one line per input file
     extra: Mapping[str, str] = field(default_factory=dict)  # notes shown in errors
     outfmt: str = "BIN"  # the seed's ais_bench --outfmt, which its postprocess reads
+    # Sintel: the preprocess writes one pass per folder, numbered from 0 (GMA's --status), and
+    # the seed runs ais_bench and its postprocess once per pass; the pass is the first part of
+    # the suite's sample id ('clean/alley_1/frame_0001')
+    one_folder_per_pass: bool = False
+    # the pass a preprocess that writes a single one hard-codes (FlowNet2's: 'clean'), so that
+    # its folder can be given as it is, without a <pass>/ level
+    single_pass: str | None = None
+
+    def folder_of(self, sample_id: str) -> str | None:
+        """The subfolder of a dump (or of the seed's inputs) holding this sample: its pass, or
+        None where the seed keeps every sample in one folder."""
+        if not self.one_folder_per_pass:
+            return None
+        head, sep, _ = sample_id.partition("/")
+        if not sep:
+            raise ValueError(f"sample {sample_id!r}: expected '<pass>/...' (one folder per pass)")
+        return head
 
 
 def _numbered_bins(folder: Path) -> list[Path]:
@@ -197,62 +234,100 @@ def read_info(path: Path) -> list[list[str]]:
 
 class AisBenchDump:
     """Outputs per sample as ais_bench writes them for the seed's preprocessed folder: sample
-    number ``i`` in arrival (dataset) order gets ``<i>_<k>.<fmt>`` for output ``k``; ``finish``
-    adds ``sumary.json``. Stands in for an :class:`harness.outputs.OutputStore` (``put``/``get``).
-    The seeds' postprocess scripts skip ``sumary.json`` in the folder (Efficient-3DCNNs sets it
-    aside by name, SlowFast skips ``*.json``), so it stays where ais_bench puts it."""
+    number ``i`` in arrival (dataset) order gets ``<i>_<k>.<fmt>`` for output ``k``, numbered per
+    folder (per Sintel pass with ``layout.one_folder_per_pass``: ``root/clean/``, ``root/final/``);
+    ``finish`` writes each folder's ``_summary.json`` and ``.sample_ids.txt`` beside it. Stands in
+    for an :class:`harness.outputs.OutputStore` (``put``/``get``)."""
 
-    def __init__(self, root: Path, output_shapes: Mapping[str, Sequence[int]], fmt: str = "BIN"):
-        if fmt not in OUTFMTS:
-            raise ValueError(f"ais_bench output format {fmt!r}: expected one of {', '.join(OUTFMTS)}")
+    def __init__(self, root: Path, output_shapes: Mapping[str, Sequence[int]],
+                 layout: SeedBinLayout | None = None):
+        self.layout = layout or SeedBinLayout(inputs={})
+        if self.layout.outfmt not in OUTFMTS:
+            raise ValueError(f"ais_bench output format {self.layout.outfmt!r}: expected one of {', '.join(OUTFMTS)}")
         self.root = Path(root)
         self.output_shapes = {n: tuple(s) for n, s in output_shapes.items()}
-        self.fmt = fmt
-        self.stems: dict[str, str] = {}  # sample id -> file stem
-        self.files_info: dict[int, dict[str, list[str]]] = {}
-        if self.root.is_dir():  # an earlier, longer run's files would be read as this run's
-            for stale in self.root.iterdir():
-                if stale.name == SUMMARY_FILE or re.fullmatch(r"\d+_\d+\.(bin|txt)", stale.name):
-                    stale.unlink()
+        self.fmt = self.layout.outfmt
+        self.files: dict[str, tuple[Path, str]] = {}  # sample id -> (folder, file stem)
+        self.stems: dict[Path, list[str]] = {}  # folder -> its sample ids, in file-number order
+        self.batch_ms: list[float] = []  # each run's time, from TimedSession
+        self.batches_of: dict[Path, set[int]] = {}  # folder -> the runs that wrote into it
+        self._remove_stale(self.root)
+
+    @staticmethod
+    def _remove_stale(folder: Path) -> None:
+        """An earlier run's files would be read as this run's (a longer run left more of them)."""
+        for path in (summary_path(folder), sample_ids_path(folder)):
+            path.unlink(missing_ok=True)
+        if not folder.is_dir():
+            return
+        for stale in folder.iterdir():
+            if re.fullmatch(r"\d+_\d+\.(bin|txt)", stale.name):
+                stale.unlink()
+            elif stale.is_dir() and stale.name.isidentifier():  # a pass folder of a per-pass layout
+                AisBenchDump._remove_stale(stale)
+
+    def folder_of(self, sample_id: str) -> Path:
+        sub = self.layout.folder_of(sample_id)
+        return self.root / sub if sub else self.root
 
     def __contains__(self, sample_id: str) -> bool:
-        return sample_id in self.stems
+        return sample_id in self.files
+
+    def new_run(self, compute_ms: float) -> None:
+        """One run of the session (a batch) took ``compute_ms``; the samples put next came from it."""
+        self.batch_ms.append(float(compute_ms))
 
     def put(self, sample_id: str, outputs: Mapping[str, np.ndarray]) -> None:
-        stem = self.stems.setdefault(sample_id, str(len(self.stems)))
+        if sample_id not in self.files:
+            folder = self.folder_of(sample_id)
+            ids = self.stems.setdefault(folder, [])
+            self.files[sample_id] = (folder, str(len(ids)))
+            ids.append(sample_id)
+        folder, stem = self.files[sample_id]
+        if self.batch_ms:
+            self.batches_of.setdefault(folder, set()).add(len(self.batch_ms) - 1)
         arrays = [np.asarray(outputs[name])[None] for name in self.output_shapes]  # ais_bench keeps the batch axis
-        paths = write_outputs(self.root, stem, arrays, self.fmt)
-        self.files_info[int(stem)] = {"infiles": [f"{stem}.bin"], "outfiles": [str(p) for p in paths]}
+        write_outputs(folder, stem, arrays, self.fmt)
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
-        if sample_id not in self.stems:
+        if sample_id not in self.files:
             raise KeyError(f"{self.root}: no outputs stored for sample {sample_id!r}")
-        return {name: read_output(self.root, self.stems[sample_id], k, shape, self.fmt)
+        folder, stem = self.files[sample_id]
+        return {name: read_output(folder, stem, k, shape, self.fmt)
                 for k, (name, shape) in enumerate(self.output_shapes.items())}
 
-    def finish(self, batch_size: int, compute_ms: Sequence[float]) -> Path:
-        """``sumary.json`` for the batches run; ``sample_ids.txt`` beside it maps file numbers back
-        to the suite's sample ids (outside the folder: the seeds' postprocess reads every file in it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root.parent / f"{self.root.name}.sample_ids.txt").write_text(
-            "".join(f"{stem} {sample_id}\n" for sample_id, stem in self.stems.items()))
-        return write_summary(self.root, batch_size, compute_ms, files_info=self.files_info)
+    def finish(self, batch_size: int) -> list[Path]:
+        """Per folder, ais_bench's summary of the runs that wrote into it and the map from file
+        numbers to the suite's sample ids, both beside the folder (the seeds' postprocess scripts
+        read every file in it); returns the summaries' paths."""
+        written = []
+        for folder, ids in self.stems.items():
+            sample_ids_path(folder).write_text("".join(f"{i} {sample_id}\n" for i, sample_id in enumerate(ids)))
+            files_info = {i: {"infiles": [f"{i}.bin"],
+                              "outfiles": [str(folder / output_file_name(str(i), k, self.fmt))
+                                           for k in range(len(self.output_shapes))]}
+                          for i in range(len(ids))}
+            runs = sorted(self.batches_of.get(folder, ()))
+            written.append(write_summary(folder, batch_size, [self.batch_ms[r] for r in runs],
+                                         files_info=files_info))
+        return written
 
 
 class TimedSession:
-    """A backend session that keeps each run's time for ``sumary.json``: the runtime's compute
-    time where it reports one (Ascend), else the wall time of ``run``."""
+    """A backend session that gives each run's time to an :class:`AisBenchDump` for its
+    summaries: the runtime's compute time where it reports one (Ascend), else the wall time of
+    ``run``."""
 
-    def __init__(self, session):
+    def __init__(self, session, dump: AisBenchDump):
         self.session = session
-        self.compute_ms: list[float] = []
+        self.dump = dump
 
     def run(self, feeds):
         start = time.perf_counter()
         outputs = self.session.run(feeds)
         wall_ms = 1000.0 * (time.perf_counter() - start)
         reported = self.session.last_compute_ms()
-        self.compute_ms.append(reported if reported is not None else wall_ms)
+        self.dump.new_run(reported if reported is not None else wall_ms)
         return outputs
 
     def __getattr__(self, name):
@@ -262,16 +337,43 @@ class TimedSession:
 # --- the suite's samples against the seed's preprocessed folder (--seed-inputs) -----------------
 
 def write_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable) -> int:
-    """Write samples as the seed's preprocess lays them out, one ``<i>.bin`` per sample and input
-    (for tests and for users who want the seed's inference on the suite's preprocessing);
-    returns how many were written."""
-    count = 0
-    for count, sample in enumerate(samples, start=1):
+    """Write samples as the seed's preprocess lays them out, one ``<i>.bin`` per sample and input,
+    numbered per folder (per pass: ``root/<pass>/``) (for tests, and for users who want the seed's
+    inference on the suite's preprocessing); returns how many samples were written."""
+    numbers: dict[str | None, int] = {}
+    for sample in samples:
+        sub_root = layout.folder_of(sample.id)
+        index = numbers[sub_root] = numbers.get(sub_root, -1) + 1
         for name, sub in layout.inputs.items():
-            folder = Path(root) / sub
+            folder = Path(root, *([sub_root] if sub_root else []), sub)
             folder.mkdir(parents=True, exist_ok=True)
-            np.ascontiguousarray(sample.inputs[name], dtype=np.float32).tofile(folder / f"{count - 1}.bin")
-    return count
+            np.ascontiguousarray(sample.inputs[name], dtype=np.float32).tofile(folder / f"{index}.bin")
+    return sum(n + 1 for n in numbers.values())
+
+
+def seed_input_folders(root: Path, layout: SeedBinLayout) -> dict[str | None, Path]:
+    """The seed's preprocessed folders under ``root`` by pass (None: one folder for every sample).
+
+    One folder per pass: ``root/<pass>/`` holding the input subfolders (the seed's preprocess run
+    with ``--output root/<pass>``); where the seed's preprocess writes a single pass
+    (``layout.single_pass``), ``root`` itself may hold them, as that script writes it.
+    """
+    root = Path(root)
+    has_inputs = lambda folder: any((folder / sub).is_dir() for sub in layout.inputs.values())  # noqa: E731
+    if not layout.one_folder_per_pass:
+        return {None: root}
+    if has_inputs(root):
+        if layout.single_pass is None:
+            raise ValueError(f"{root}: holds {', '.join(sorted(set(layout.inputs.values())))}/ directly; "
+                             f"this seed preprocesses each Sintel pass into its own folder: give them "
+                             f"as {root}/clean/ and {root}/final/")
+        return {layout.single_pass: root}
+    folders = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and has_inputs(d)} if root.is_dir() else {}
+    if not folders:
+        raise FileNotFoundError(f"{root}: no pass folder (expected e.g. {root}/clean/"
+                                f"{next(iter(layout.inputs.values()))}/0.bin, one folder per Sintel pass "
+                                f"as the seed's preprocess writes it)")
+    return folders
 
 
 @dataclass(frozen=True)
@@ -291,7 +393,8 @@ class InputDifference:
 
 @dataclass
 class SeedInputComparison:
-    """The seed's preprocessed tensors against the suite's, item by item (file ``i`` <-> sample ``i``)."""
+    """The seed's preprocessed tensors against the suite's, item by item (file ``i`` of a folder
+    <-> the suite's ``i``-th sample of that folder's pass, or of the dataset)."""
 
     root: Path
     atol: float
@@ -299,10 +402,20 @@ class SeedInputComparison:
     compared: int = 0
     differences: list[InputDifference] = field(default_factory=list)
     unpaired: list[str] = field(default_factory=list)  # files without a sample, or the reverse
+    # per seed folder, what its files were judged against; and the passes given no folder
+    judged: dict[str, str] = field(default_factory=dict)
+    not_given: dict[str, int] = field(default_factory=dict)  # pass -> the suite's samples in it
 
     @property
     def passed(self) -> bool:
         return self.compared > 0 and not self.differences and not self.unpaired
+
+    def coverage(self) -> str:
+        """Which files were judged against which of the suite's samples."""
+        lines = [f"{folder}: {what}" for folder, what in self.judged.items()]
+        lines += [f"{name} pass: no seed folder, its {count} sample(s) not compared"
+                  for name, count in self.not_given.items()]
+        return "\n".join(lines)
 
     def message(self) -> str:
         if not self.compared and not self.unpaired:
@@ -314,12 +427,13 @@ class SeedInputComparison:
             parts.append(f"  ... and {len(self.differences) - 10} more")
         if self.unpaired:
             parts.append(f"unpaired: {', '.join(self.unpaired[:10])}")
+        parts.append(self.coverage())
         return "\n".join(parts)
 
     def as_dict(self) -> dict:
         return {"root": str(self.root), "compared": self.compared, "atol": self.atol, "rtol": self.rtol,
                 "differing": [d.__dict__ for d in self.differences], "unpaired": self.unpaired,
-                "passed": self.passed}
+                "judged": self.judged, "not_given": self.not_given, "passed": self.passed}
 
 
 # Two implementations of the same preprocessing (PIL vs OpenCV resize, uint8 rounding, float
@@ -332,25 +446,32 @@ SEED_INPUT_RTOL = 1e-5
 def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
                         sample_shapes: Mapping[str, Sequence[int]], atol: float = SEED_INPUT_ATOL,
                         rtol: float = SEED_INPUT_RTOL) -> SeedInputComparison:
-    """Pair the seed's ``<i>.bin`` files with the suite's samples in dataset order and compare
-    them element-wise, each input on its own; a file of another shape is a difference too."""
+    """Pair the seed's ``<i>.bin`` files with the suite's samples in dataset order (per pass, for
+    a seed that preprocesses each pass into its own folder) and compare them element-wise, each
+    input on its own; a file of another shape is a difference too."""
     root = Path(root)
     result = SeedInputComparison(root, atol, rtol)
     expected = {n: int(np.prod(s)) for n, s in sample_shapes.items()}
-    seed_files = {name: _numbered_bins(root / sub) for name, sub in layout.inputs.items()}
-    suite = iter(samples)
-    count = max(len(paths) for paths in seed_files.values())
-    for index in range(count):
-        sample = next(suite, None)
-        if sample is None:
-            result.unpaired.append(f"{index}.bin (and after): no suite sample; the seed folder holds {count} files")
-            break
-        for name, paths in seed_files.items():
-            rel = f"{layout.inputs[name]}/{index}.bin"
-            if index >= len(paths) or int(paths[index].stem) != index:
-                result.unpaired.append(f"{rel}: missing")
+    folders = seed_input_folders(root, layout)
+    files = {label: {name: {int(p.stem): p for p in _numbered_bins(folder / sub)}
+                     for name, sub in layout.inputs.items()}
+             for label, folder in folders.items()}
+    judged: dict[str | None, list[str]] = {label: [] for label in folders}
+    for sample in samples:
+        label = layout.folder_of(sample.id)
+        if label not in folders:
+            result.not_given[label] = result.not_given.get(label, 0) + 1
+            continue
+        index = len(judged[label])
+        judged[label].append(sample.id)
+        prefix = f"{folders[label].relative_to(root)}/" if folders[label] != root else ""
+        for name, sub in layout.inputs.items():
+            rel = f"{prefix}{sub}/{index}.bin"
+            path = files[label][name].pop(index, None)
+            if path is None:
+                result.unpaired.append(f"{rel}: missing, no seed file for suite sample {sample.id}")
                 continue
-            seed = np.fromfile(paths[index], dtype=np.float32)
+            seed = np.fromfile(path, dtype=np.float32)
             mine = np.ascontiguousarray(sample.inputs[name], dtype=np.float32).ravel()
             result.compared += 1
             if seed.size != mine.size:
@@ -363,8 +484,14 @@ def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
             if beyond.any():
                 result.differences.append(InputDifference(rel, sample.id, float(diff.max()),
                                                           float(diff.mean()), float(beyond.mean())))
-    else:
-        extra = next(suite, None)
-        if extra is not None:
-            result.unpaired.append(f"suite sample {extra.id} (and after): no seed file {count}.bin")
+    for label, per_input in files.items():
+        left = sorted({i for paths in per_input.values() for i in paths})
+        if left:
+            result.unpaired.append(f"{folders[label]}: {len(left)} file(s) from {left[0]}.bin on have no suite "
+                                   f"sample (the suite has {len(judged[label])}"
+                                   f"{f' in the {label} pass' if label else ''})")
+    for label, ids in judged.items():
+        what = f"the suite's {label} pass" if label else "the suite's samples"
+        span = f" ({ids[0]} .. {ids[-1]})" if ids else ""
+        result.judged[str(folders[label])] = f"{len(ids)} file(s) per input against {what}{span}"
     return result

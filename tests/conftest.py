@@ -18,6 +18,7 @@ import torch
 from fakes.toolkit import (  # noqa: F401
     _fakes_forgotten,
     fake_ascend_toolkit,
+    fake_ascend_toolkit_atc_ignoring_batch,
     fake_ascend_toolkit_msit,
     fake_ascend_toolkit_tools,
 )
@@ -101,6 +102,7 @@ def run_suite(pytester, suite_cache, monkeypatch):
         result = pytester.runpytest_subprocess(
             *args, f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or suite_cache}",
             f"--report-dir={report_dir}", *options)
+        result.results_dir = report_dir / "latest"
         latest = report_dir / "latest" / "results.json"
         result.results = json.loads(latest.read_text()) if latest.exists() else None
         return result

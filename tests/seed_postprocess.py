@@ -8,17 +8,17 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.aisbench import SUMMARY_FILE, read_info
+from harness.aisbench import read_info
 from harness.metrics import softmax
 
 
 def efficient3dcnn_seed_top1(result_path: Path, info_path: Path, labels: Mapping[str, int],
                              classes: int = 101) -> float:
-    """Efficient-3DCNNs_postprocess.py's formula: bins ordered by their number
-    (``int(name[:-6])``, sumary.json set aside), each row softmaxed, rows averaged per video id in
-    the .info's order, a video's prediction its top-scoring class; top-1 in percent."""
-    bins = sorted((p for p in Path(result_path).iterdir() if p.name != SUMMARY_FILE),
-                  key=lambda p: int(p.name[:-6]))
+    """Efficient-3DCNNs_postprocess.py's formula: every file of the folder ordered by its number
+    (``int(name[:-6])``, which fails on any other file, as the script does), each row softmaxed,
+    rows averaged per video id in the .info's order, a video's prediction its top-scoring class;
+    top-1 in percent."""
+    bins = sorted(Path(result_path).iterdir(), key=lambda p: int(p.name[:-6]))
     per_video: dict[str, list[np.ndarray]] = {}
     for line, path in zip(read_info(info_path), bins):
         rows = np.fromfile(path, dtype=np.float32).reshape(-1, classes).astype(np.float64)

@@ -4,6 +4,7 @@ the .om's ONNX with ONNX Runtime), ais_bench's output layout and the seeds' prep
 and a seed's postprocess formula over the suite's ais_bench-layout dump."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import seed_postprocess
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import TINY_INPUTS, tiny_feeds
+from fakes.real_surfaces import INSTANCE, STATIC, SURFACES, TENSOR_DESC_ATTRIBUTES
 from harness import aisbench, cache, registry, stages
 from harness.backends import onnx_passes
 from harness.backends.ascend import (
@@ -207,6 +209,63 @@ def test_ascend_availability_names_what_is_missing(monkeypatch, tmp_path):
         AscendBackend("fp32").compile(Path("m.onnx"), {}, tmp_path / "m.om", spec=None)
 
 
+# --- the fakes against the real ais_bench's recorded surface --------------------------------------
+
+def _kind(cls, name: str) -> str:
+    return STATIC if isinstance(inspect.getattr_static(cls, name), staticmethod) else INSTANCE
+
+
+def test_fake_ais_bench_has_the_real_surface(fake_ascend_toolkit):
+    """Names, signatures and static-ness as read in the real source of each generation
+    (tests/fakes/real_surfaces.py), and what is absent there is absent in the fake."""
+    import importlib.metadata
+
+    from ais_bench.infer import interface
+
+    surface = SURFACES[fake_ascend_toolkit.generation]
+    for class_name in ("InferSession", "MemorySummary"):
+        cls = getattr(interface, class_name)
+        for name, (kind, signature) in surface[class_name].items():
+            assert hasattr(cls, name), f"{class_name}.{name} ({surface['source']})"
+            assert (_kind(cls, name), str(inspect.signature(getattr(cls, name)))) == (kind, signature), \
+                f"{class_name}.{name}"
+        assert [n for n in surface[f"{class_name}_absent"] if hasattr(cls, n)] == []
+    assert importlib.metadata.version("ais_bench") == surface["distribution_version"]
+
+
+def test_fake_ais_bench_returns_what_the_real_one_does(fake_ascend_toolkit, tiny_onnx, tmp_path):
+    """get_inputs()/get_outputs() list aclruntime tensor_desc's; ``loop`` executes per infer, as
+    many exec_time_list entries, each a float ms (Ascend/tools) or a (start, end) ms pair (msit);
+    MemorySummary lists are process-wide until reset()."""
+    from ais_bench.infer import interface
+
+    surface = SURFACES[fake_ascend_toolkit.generation]
+    spec = _spec(TINY_INPUTS, "NCDHW")
+    om = AscendBackend().compile(tiny_onnx, static_input_shapes(spec, "full", 1), tmp_path / "t.om", spec)
+    session = interface.InferSession(0, str(om), loop=3)
+    for desc in [*session.get_inputs(), *session.get_outputs()]:
+        assert all(hasattr(desc, a) for a in TENSOR_DESC_ATTRIBUTES)
+        assert isinstance(desc.shape, list) and all(isinstance(d, int) for d in desc.shape)
+    feeds = [tiny_feeds(1)[name] for name in TINY_INPUTS]
+    session.infer(feeds, mode="static")
+    summary = session.summary() if hasattr(session, "summary") else session.sumary()
+    times = summary.exec_time_list
+    assert len(times) == 3
+    if surface["exec_time_entry"] == "(start, end)":
+        assert all(len(t) == 2 and 0 <= t[0] <= t[1] for t in times)
+        assert all(a[1] <= b[0] for a, b in zip(times, times[1:]))  # one execute after the other
+    else:
+        assert all(isinstance(t, float) and t > 0 for t in times)
+    session.set_loop_count(1)
+    session.infer(feeds)
+    assert len((session.summary() if hasattr(session, "summary") else session.sumary()).exec_time_list) == 4
+    memory = interface.MemorySummary
+    h2d = getattr(memory, next(n for n in surface["MemorySummary"] if n.lower() == "get_h2d_time_list"))
+    assert len(h2d()) == 2
+    memory.reset()
+    assert h2d() == []
+
+
 # --- the whole path with the fake toolkit -------------------------------------------------------
 
 def _om_contents(om: Path) -> tuple[onnx.ModelProto, dict]:
@@ -228,7 +287,11 @@ def test_whole_path_compile_run_dump(fake_ascend_toolkit, tiny_onnx, tmp_path, b
     assert args["input_shapes"] == {n: list(s) for n, s in shapes.items()}
     assert args["keep_dtype_lines"] == ["OpType::Conv3D"] and args["soc_version"] == "Ascend310P3"
 
+    import fake_om
+
     session = backend.open(om, shapes)
+    assert session.io_shapes() == {"inputs": {n: tuple(s) for n, s in shapes.items()},
+                                   "outputs": {"features": (batch_size, 4, 4, 8, 8), "mean": (batch_size, 1)}}
     feeds = tiny_feeds(batch_size)
     outputs = session.run(feeds)
     expected = ort.InferenceSession(str(tiny_onnx)).run(None, feeds)
@@ -236,26 +299,79 @@ def test_whole_path_compile_run_dump(fake_ascend_toolkit, tiny_onnx, tmp_path, b
     for got, want in zip(outputs.values(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     session.run(feeds)
+    # one compute time per run, in ms: a float (Ascend/tools) or a (start, end) pair (msit)
     assert session.last_compute_ms() > 0 and len(session.compute_times_ms()) == 2
-    transfers = session.last_transfer_ms()
-    if fake_ascend_toolkit.generation == "tools":  # Ascend/tools' interface has MemorySummary
-        assert set(transfers) == {"h2d_ms", "d2h_ms"}
-    else:
-        assert transfers is None
-    inner = session._session
+    assert all(isinstance(t, float) and t > 0 for t in session.compute_times_ms())
+    transfers = session.last_transfer_ms()  # MemorySummary in either spelling
+    assert set(transfers) == {"h2d_ms", "d2h_ms"} and transfers["h2d_ms"] > 0
+    assert len(fake_om.LOADED) == 1
     session.close()
     session.close()  # closing twice is harmless
-    assert (inner.finalized if fake_ascend_toolkit.generation == "tools" else inner.freed)
+    assert fake_om.LOADED == {}  # released, by free_resource() or the destructor
 
     dump = tmp_path / "out"
     paths = aisbench.write_outputs(dump, "0", list(outputs.values()))
     session_times = [1.0, 3.0]
     aisbench.write_summary(dump, batch_size, session_times, h2d_ms=[0.5])
     assert [p.name for p in paths] == ["0_0.bin", "0_1.bin"]
-    summary = json.loads((dump / "sumary.json").read_text())
+    summary = json.loads((tmp_path / "out_summary.json").read_text())  # beside the folder, as ais_bench
     assert summary["throughput"] == pytest.approx(1000 * batch_size / 2.0)
     assert summary["NPU_compute_time"]["count"] == 2 and summary["npu_compute_time_list"] == session_times
     np.testing.assert_array_equal(aisbench.read_output(dump, "0", 1, (-1, 1)), outputs["mean"])
+
+
+def test_closing_one_session_leaves_the_others_open(fake_ascend_toolkit, tiny_onnx, tmp_path):
+    """Both generations' finalize() destroys every device context of the process (msit's is
+    static); the harness releases one session only, so another open one keeps running."""
+    import fake_om
+
+    spec = _spec(TINY_INPUTS, "NCDHW")
+    shapes = static_input_shapes(spec, "full", 1)
+    om = AscendBackend().compile(tiny_onnx, shapes, tmp_path / "t.om", spec)
+    first, second = AscendBackend().open(om, shapes), AscendBackend().open(om, shapes)
+    first.close()
+    assert len(fake_om.LOADED) == 1
+    assert list(second.run(tiny_feeds(1))) == ["features", "mean"]
+    second.close()
+    assert fake_om.LOADED == {}
+    # what the harness avoids: the real finalize() ends every session of the process
+    third, fourth = AscendBackend().open(om, shapes), AscendBackend().open(om, shapes)
+    third._session.finalize()
+    with pytest.raises(RuntimeError, match="no longer loaded: .*finalize"):
+        fourth.run(tiny_feeds(1))
+
+
+def test_what_an_ais_bench_cannot_give_is_said_once_in_the_environment(fake_ascend_toolkit, monkeypatch,
+                                                                       tiny_onnx, tmp_path):
+    from ais_bench.infer import interface
+
+    backend = AscendBackend()
+    notes = backend.environment().get("ais_bench_not_used", "")
+    assert ("free_resource" in notes) == (fake_ascend_toolkit.generation == "tools")
+    assert "h2d/d2h" not in notes
+    monkeypatch.delattr(interface, "MemorySummary")  # an ais_bench without transfer timing
+    assert "h2d/d2h: not reported by this ais_bench" in backend.environment()["ais_bench_not_used"]
+    spec = _spec(TINY_INPUTS, "NCDHW")
+    shapes = static_input_shapes(spec, "full", 1)
+    session = backend.open(backend.compile(tiny_onnx, shapes, tmp_path / "t.om", spec), shapes)
+    for _ in range(2):  # the timed loop runs on, without transfers
+        session.run(tiny_feeds(1))
+        assert session.last_compute_ms() > 0 and session.last_transfer_ms() is None
+    session.close()
+
+
+def test_io_shapes_expose_an_atc_that_ignored_the_batch_size(fake_ascend_toolkit_atc_ignoring_batch, tiny_onnx,
+                                                             tmp_path):
+    """tests/fakes/bin_ignoring_batch/atc writes a batch-1 .om whatever --input_shape asks; the
+    session's io_shapes(), read back through get_inputs()/get_outputs(), show it."""
+    spec = _spec(TINY_INPUTS, "NCDHW")
+    shapes = static_input_shapes(spec, "full", 2)
+    backend = AscendBackend()
+    assert "bin_ignoring_batch" in backend.versions()["cann"]  # its own cache key
+    session = backend.open(backend.compile(tiny_onnx, shapes, tmp_path / "t.om", spec), shapes)
+    assert session.io_shapes() == {"inputs": {"clip": (1, 3, 4, 8, 8), "gain": (1, 1, 4, 8, 8)},
+                                   "outputs": {"features": (1, 4, 4, 8, 8), "mean": (1, 1)}}
+    session.close()
 
 
 def test_fake_atc_rejects_what_the_real_one_does(fake_ascend_toolkit_tools, tiny_onnx, tmp_path):
@@ -386,7 +502,7 @@ def test_efficient3dcnn_seed_postprocess_on_the_dump_gives_the_suites_top1(tmp_p
         info_lines.append(" ".join(s.target[0] for s in group) + " ")
         for s in group:
             scorer.add(s, {"class": logits[s.id]})
-    aisbench.write_summary(dump, batch_size, [1.0])
+    aisbench.write_summary(dump, batch_size, [1.0])  # beside the folder: the script reads every file in it
     (tmp_path / "ucf101_bs2.info").write_text("\n".join(info_lines) + "\n")
     labels = {s.target[0]: int(s.target[1]) for s in samples}
     seed_top1 = seed_postprocess.efficient3dcnn_seed_top1(dump, tmp_path / "ucf101_bs2.info", labels)

@@ -32,9 +32,12 @@ def test_deployed_outputs_match_pytorch(model, batch_size, backend, deployed_out
 
 def test_seed_preprocessing_matches_the_suites(model, run, dataset, seed_inputs):
     """--seed-inputs: the seed's *_preprocess.py output and the suite's samples, item by item
-    (file <i>.bin <-> the suite's i-th sample), element-wise; red names the files that differ."""
+    (file <i>.bin <-> the suite's i-th sample, of its pass where the seed preprocesses each Sintel
+    pass into its own folder), element-wise; red names the files that differ, green says which
+    pass each folder was judged against."""
     from harness import aisbench
 
     comparison = aisbench.compare_seed_inputs(seed_inputs, model.seed_bin_layout, dataset,
                                               model.profile(run.profile).inputs)
     assert comparison.passed, f"{model.name}: --seed-inputs {seed_inputs}: {comparison.message()}"
+    print(f"{model.name}: --seed-inputs {seed_inputs}:\n{comparison.coverage()}")  # shown by -rP

@@ -14,13 +14,19 @@ fp16 and fp32 run in fp16), so 'default' reports 'fp16'. 'fp32' passes
 fp16 inputs and accumulate into fp32 outputs where the SoC has no fp32 cube path, and vector
 operators run in fp32 -- the closest to fp32 the 310P offers, so it is reported as 'fp32'.
 
-ais_bench: both API generations of ``ais_bench.infer.interface.InferSession`` are supported. The
-Ascend/tools one the seeds link (ais-bench_workload/tool/ais_bench) has ``sumary()`` and
-``finalize()`` and no ``free_resource()``; the later msit one has ``summary()`` and
-``free_resource()``. A session closes with ``finalize()`` where present, else
-``free_resource()``. Compute time is aclruntime's ``exec_time_list``: one float per execute, the
-milliseconds around ``aclmdlExecute`` (ModelInferenceProcessor::Execute); host-to-device and
-device-to-host copies come from ``MemorySummary`` where the interface has it.
+ais_bench: both API generations of ``ais_bench.infer.interface.InferSession`` are supported, each
+feature detected by name (their surfaces, as read in the real sources, are recorded in
+tests/fakes/real_surfaces.py). The Ascend/tools one the seeds link (ais-bench_workload/tool/
+ais_bench) has ``sumary()``, an instance ``finalize()`` that also destroys every device context of
+the process, no ``free_resource()``, and ``MemorySummary.get_H2D_time_list()``; the later msit one
+has ``summary()``, ``free_resource()``, a static, process-wide ``finalize()`` and
+``MemorySummary.get_h2d_time_list()``. A session is released alone: ``free_resource()`` where
+present, else by dropping it (aclruntime's destructor unloads the model); ``finalize()`` is never
+called. Compute time is aclruntime's ``exec_time_list``, the milliseconds around
+``aclmdlExecute`` (ModelInferenceProcessor::Execute): one float per execute (Ascend/tools), or a
+(start, end) pair in ms since the session was created (msit). Host-to-device and device-to-host
+copies come from ``MemorySummary`` where the interface has it; what the installed generation
+cannot give is said once in :meth:`AscendBackend.environment`.
 """
 from __future__ import annotations
 
@@ -76,37 +82,72 @@ def static_input_shapes(spec, profile: str, batch_size: int) -> dict[str, tuple[
     return {name: (batch_size, *shape) for name, shape in spec.profiles[profile].inputs.items()}
 
 
-def _summary(session):
-    # Ascend/tools' InferSession has sumary() only; msit's spells it summary()
-    return session.summary() if hasattr(session, "summary") else session.sumary()
+def _interface():
+    """The installed ``ais_bench.infer.interface`` module."""
+    from ais_bench.infer import interface
+
+    return interface
+
+
+def _transfer_lists(interface) -> tuple | None:
+    """MemorySummary's (H2D list getter, D2H list getter) in the installed generation's spelling
+    (Ascend/tools: ``get_H2D_time_list``; msit: ``get_h2d_time_list``); None where it has neither."""
+    memory = getattr(interface, "MemorySummary", None)
+    for h2d, d2h in (("get_h2d_time_list", "get_d2h_time_list"), ("get_H2D_time_list", "get_D2H_time_list")):
+        if memory is not None and hasattr(memory, h2d) and hasattr(memory, d2h):
+            return getattr(memory, h2d), getattr(memory, d2h)
+    return None
+
+
+def _releases_one_session(infer_session_class) -> bool:
+    """True where the interface can release a single session (msit's ``free_resource()``)."""
+    return callable(getattr(infer_session_class, "free_resource", None))
+
+
+def interface_gaps(interface) -> list[str]:
+    """What the harness cannot use from the installed ais_bench, said once in the environment."""
+    gaps = []
+    if _transfer_lists(interface) is None:
+        gaps.append("h2d/d2h: not reported by this ais_bench (its interface has no MemorySummary time lists)")
+    if not _releases_one_session(interface.InferSession):
+        gaps.append("release: this ais_bench has no free_resource(); a session is released by its "
+                    "destructor (its finalize() would reset every device of the process)")
+    return gaps
 
 
 def _duration_ms(entry) -> float:
-    # aclruntime records one float per execute (ms); a (start, end) pair is read as its span
+    # Ascend/tools' aclruntime records one float per execute (ms); msit's a (start, end) pair in
+    # ms since the session was created
     if isinstance(entry, (tuple, list)):
-        return float(entry[1] - entry[0])
+        if len(entry) != 2:
+            raise RuntimeError(f"ais_bench exec_time_list entry {entry!r}: expected a duration in ms "
+                               f"or a (start, end) pair")
+        return float(entry[1]) - float(entry[0])
     return float(entry)
 
 
-def _memory_summary():
-    try:
-        from ais_bench.infer.interface import MemorySummary
-    except ImportError:  # an interface without transfer timing
-        return None
-    return MemorySummary
+def _static_shape(dims) -> tuple:
+    return tuple(None if int(d) < 0 else int(d) for d in dims)
 
 
 class _AisBenchSession(Session):
     def __init__(self, session, input_names: Sequence[str]):
+        interface = _interface()
         self._session = session
         self._inputs = list(input_names)
         self._outputs = [meta.name for meta in session.get_outputs()]
-        self._transfers = _memory_summary()
+        self._transfers = _transfer_lists(interface)
+        self._reset_transfers = getattr(getattr(interface, "MemorySummary", None), "reset", None)
+
+    def _summary(self):
+        # msit's InferSession has summary(); Ascend/tools' spells it sumary()
+        session = self._session
+        return session.summary() if hasattr(session, "summary") else session.sumary()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self._inputs]
-        if self._transfers is not None:
-            self._transfers.reset()  # the lists are process-wide; keep this run's copies only
+        if self._transfers is not None and self._reset_transfers is not None:
+            self._reset_transfers()  # the lists are process-wide; keep this run's copies only
         try:
             outputs = self._session.infer(arrays, mode="static")
         except RuntimeError as error:
@@ -116,29 +157,36 @@ class _AisBenchSession(Session):
         return dict(zip(self._outputs, outputs))
 
     def last_compute_ms(self) -> float | None:
-        times = _summary(self._session).exec_time_list
+        times = self._summary().exec_time_list
         return _duration_ms(times[-1]) if times else None
 
     def compute_times_ms(self) -> list[float]:
         """Every execute's compute time since the session opened, as ais_bench's summary has it."""
-        return [_duration_ms(t) for t in _summary(self._session).exec_time_list]
+        return [_duration_ms(t) for t in self._summary().exec_time_list]
 
     def last_transfer_ms(self) -> dict[str, float] | None:
         """Host-to-device and device-to-host copy time of the last run, where ais_bench has it."""
         if self._transfers is None:
             return None
-        h2d, d2h = self._transfers.get_H2D_time_list(), self._transfers.get_D2H_time_list()
+        h2d, d2h = (list(getter()) for getter in self._transfers)
         if not h2d and not d2h:
             return None
         return {"h2d_ms": float(sum(h2d)), "d2h_ms": float(sum(d2h))}
 
+    def io_shapes(self) -> dict[str, dict[str, tuple]]:
+        """The .om's own shapes as aclruntime describes them (``tensor_desc.shape``, -1 dynamic)."""
+        return {"inputs": {d.name: _static_shape(d.shape) for d in self._session.get_inputs()},
+                "outputs": {d.name: _static_shape(d.shape) for d in self._session.get_outputs()}}
+
     def close(self) -> None:
+        """Release this session only. A process-wide ``finalize()`` (static in msit; in Ascend/tools
+        it also destroys every device context) would break any other open session, so it is never
+        called: ``free_resource()`` where the generation has it, else the last reference goes and
+        aclruntime's destructor unloads the model."""
         if self._session is None:
             return
         session, self._session = self._session, None
-        if hasattr(session, "finalize"):
-            session.finalize()
-        else:
+        if _releases_one_session(type(session)):
             session.free_resource()
 
 
@@ -240,9 +288,16 @@ class AscendBackend(Backend):
                 "graph_passes_source": cache.source_hash(onnx_passes) if spec.atc_graph_passes else None}
 
     def environment(self) -> dict:
-        return {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
-                "ais_bench": _distribution_version("ais_bench"),
-                "aclruntime": _distribution_version("aclruntime")}
+        env = {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
+               "ais_bench": _distribution_version("ais_bench"),
+               "aclruntime": _distribution_version("aclruntime")}
+        try:
+            gaps = interface_gaps(_interface())
+        except ImportError:  # availability() names what to install
+            gaps = []
+        if gaps:
+            env["ais_bench_not_used"] = "; ".join(gaps)
+        return env
 
     @property
     def precision(self) -> str:

@@ -26,7 +26,8 @@ PX_TOLERANCE = {"fp32": 0.01, "fp16": 0.3, "bf16": 0.5}  # percentage points
 SPEC = ModelSpec(
     name="flownet2",
     # the seed's *_preprocess.py output folder (harness/aisbench.py)
-    seed_bin_layout=SeedBinLayout(inputs={"x1": "image1", "x2": "image2"}, gt="gt", gt_shape=(1, 448, 1024, 2)),
+    seed_bin_layout=SeedBinLayout(inputs={"x1": "image1", "x2": "image2"}, gt="gt", gt_shape=(1, 448, 1024, 2),
+                                  one_folder_per_pass=True, single_pass="clean"),  # its preprocess: clean only
     task="optical flow",
     seed="001_75cf22664f8ec91a.txt",
     upstream="NVIDIA/flownet2-pytorch@2e9e010c98931bc7cef3eb063b195f1e0ab470ba",

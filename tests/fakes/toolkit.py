@@ -15,10 +15,12 @@ FAKES = Path(__file__).resolve().parent
 GENERATIONS = ("tools", "msit")  # Ascend/tools' ais_bench (sumary/finalize), msit's (summary/free_resource)
 
 
-def _install(monkeypatch, generation: str) -> SimpleNamespace:
+def _install(monkeypatch, generation: str, atc_ignores_batch: bool = False) -> SimpleNamespace:
     site = FAKES / f"ais_bench_{generation}"
     # the fake atc is a Python script: this interpreter's bin first, so it finds onnx
-    path = os.pathsep.join([str(FAKES / "bin"), str(Path(sys.executable).parent), os.environ["PATH"]])
+    bins = [FAKES / "bin_ignoring_batch"] if atc_ignores_batch else []
+    path = os.pathsep.join([*map(str, bins), str(FAKES / "bin"), str(Path(sys.executable).parent),
+                            os.environ["PATH"]])
     monkeypatch.setenv("PATH", path)
     pythonpath = os.pathsep.join(p for p in (str(site), str(FAKES), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", pythonpath)
@@ -57,3 +59,10 @@ def fake_ascend_toolkit_tools(monkeypatch, _fakes_forgotten) -> SimpleNamespace:
 def fake_ascend_toolkit_msit(monkeypatch, _fakes_forgotten) -> SimpleNamespace:
     """The fake toolkit with msit's ais_bench (summary(), free_resource())."""
     return _install(monkeypatch, "msit")
+
+
+@pytest.fixture
+def fake_ascend_toolkit_atc_ignoring_batch(monkeypatch, _fakes_forgotten) -> SimpleNamespace:
+    """The fake toolkit (Ascend/tools ais_bench) with a broken atc that ignores the batch size in
+    --input_shape and always writes a batch-1 .om (tests/fakes/bin_ignoring_batch/atc)."""
+    return _install(monkeypatch, "tools", atc_ignores_batch=True)

@@ -1,19 +1,34 @@
-"""Fake of the Ascend/tools generation (ais-bench_workload/tool/ais_bench, the one the seeds link):
-InferSession has sumary() and finalize() and no free_resource() or summary(); MemorySummary
-exposes H2D/D2H lists; exec_time_list holds one float (ms) per execute."""
-from types import SimpleNamespace
+"""Fake of the Ascend/tools generation of ``ais_bench.infer.interface`` (ais-bench_workload/tool/
+ais_bench, the one the seeds link). Its public surface is recorded in tests/fakes/real_surfaces.py
+and checked there against this module:
 
-from fake_om import FakeOm
+* ``InferSession.sumary().exec_time_list``: one float per execute, its milliseconds; ``loop``
+  executes per ``infer``.
+* ``finalize()`` is an instance method, but besides unloading this session's model it destroys
+  every device context of the process (aclruntime's TensorContext::Finalize), so every other open
+  session fails afterwards. There is no ``free_resource()``: one session is released by its
+  destructor, when the last reference to it goes.
+* ``MemorySummary.get_H2D_time_list()`` / ``get_D2H_time_list()`` (upper case), process-wide.
 
-_last = []
+Annotations stay evaluated (no ``from __future__ import annotations``) so that the signatures
+read as the real source writes them.
+"""
+import fake_om
 
 
 class InferSession:
-    def __init__(self, device_id: int, model_path: str, acl_json_path: str = None,
-                 debug: bool = False, loop: int = 1):
-        self._om = FakeOm(device_id, model_path)
-        _last[:] = [self._om]
-        self.finalized = False
+    def __init__(self, device_id: int, model_path: str, acl_json_path: str = None, debug: bool = False,
+                 loop: int = 1):
+        self.device_id = device_id
+        self.model_path = model_path
+        self.loop = loop
+        self._om = fake_om.FakeOm(device_id, model_path, loop)
+        self._exec_time_list = []
+
+    def __del__(self):
+        om = getattr(self, "_om", None)
+        if om is not None:
+            om.release("its InferSession was destroyed")
 
     def get_inputs(self):
         return self._om.inputs()
@@ -21,32 +36,44 @@ class InferSession:
     def get_outputs(self):
         return self._om.outputs()
 
-    def infer(self, feeds, mode="static", custom_sizes=100000):
-        if self.finalized:
-            raise RuntimeError("infer after finalize()")
-        return self._om.infer(feeds, mode)
+    def set_loop_count(self, loop):
+        self.loop = self._om.loop = loop
 
     def reset_sumaryinfo(self):
-        self._om.exec_time_list.clear()
+        self._exec_time_list.clear()
 
     def sumary(self):
-        return SimpleNamespace(exec_time_list=list(self._om.exec_time_list))
+        return _Sumary(list(self._exec_time_list))
 
     def finalize(self):
-        self.finalized = True
+        self._om.release("finalize() was called on this session")
+        fake_om.destroy_all_contexts("finalize() of another session destroyed every device context")
+
+    def infer(self, feeds, mode='static', custom_sizes=100000):
+        if mode != "static":
+            raise RuntimeError(f"mode {mode!r}: this .om has static shapes")
+        outputs, spans = self._om.execute(list(feeds))
+        self._exec_time_list += [end - start for start, end in spans]
+        return outputs
+
+
+class _Sumary:
+    """aclruntime's ``sumary`` struct."""
+
+    def __init__(self, exec_time_list):
+        self.exec_time_list = exec_time_list
 
 
 class MemorySummary:
     @staticmethod
     def get_H2D_time_list():
-        return list(_last[0].h2d) if _last else []
+        return list(fake_om.H2D_TIME_LIST)
 
     @staticmethod
     def get_D2H_time_list():
-        return list(_last[0].d2h) if _last else []
+        return list(fake_om.D2H_TIME_LIST)
 
     @staticmethod
     def reset():
-        if _last:
-            _last[0].h2d.clear()
-            _last[0].d2h.clear()
+        fake_om.H2D_TIME_LIST.clear()
+        fake_om.D2H_TIME_LIST.clear()
