@@ -211,12 +211,19 @@ def cpu_peak(precision: str, cache_dir: Path | None = None, table: Path = TABLE)
         return Peak("cpu", precision, None, f"no CPU description: {error}")
     peak = computed_cpu_peak(precision, cpu, table)
     if precision == "fp32" and peak.gflops is not None:
-        measured = measured_matmul_gflops(cache_dir)
+        measured = _matmul_floor(None if cache_dir is None else Path(cache_dir))
         if measured > peak.gflops:
             return Peak(peak.device, precision, None,
                         f"ONNX Runtime's fp32 MatMul reached {measured:.1f} GFLOP/s here, above the "
                         f"{peak.gflops:.1f} computed as {peak.source}: that row is wrong for this CPU")
     return peak
+
+
+@lru_cache(maxsize=None)
+def _matmul_floor(cache_dir: Path | None) -> float:
+    """The measured MatMul, taken (or read from ``cache_dir``) once per process: every perf row
+    asks for its device's peak."""
+    return measured_matmul_gflops(cache_dir)
 
 
 def accelerator_peak(device: str, math: str, precision: str, table: Path = TABLE) -> Peak:

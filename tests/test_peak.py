@@ -120,7 +120,7 @@ def test_a_row_below_what_is_measured_here_gives_no_peak(monkeypatch):
     computed = peak.computed_cpu_peak("fp32", peak._this_cpu())
     if computed.gflops is None:
         pytest.skip(f"this CPU has no peak: {computed.source}")
-    monkeypatch.setattr(peak, "measured_matmul_gflops", lambda cache_dir=None: 1e9)
+    monkeypatch.setattr(peak, "_matmul_floor", lambda cache_dir: 1e9)
     refused = peak.cpu_peak("fp32")
     assert refused.gflops is None and refused.source.startswith(
         "ONNX Runtime's fp32 MatMul reached 1000000000.0 GFLOP/s here, above the")
