@@ -3,8 +3,11 @@
 The key is a hash over everything that determines the artifact (checkpoint sha256, spec fields,
 shapes, opset, tool versions). A per-key file lock makes concurrent ``pytest -n`` workers build
 each artifact once; the others wait and reuse it. The builder writes to a temporary sibling that
-is renamed into place, so a crash never leaves a half-written artifact under the final name; the
-temporaries of a killed build are removed by the next build in the same folder.
+is renamed into place (:func:`atomic_write`, the one helper every writer of a file or folder that
+others may read at any time uses), so a crash never leaves a half-written artifact under the final
+name; the temporaries of a killed build are removed by the next build in the same folder. Every
+artifact counts against the cache's disk budget (:mod:`harness.cache_budget`): a hit marks it as
+used and pins it for this process, a build is charged and may evict older entries.
 
 :func:`source_hash` keys an artifact by the code that makes it: a model package and every
 project module it imports, so that a change to a shared module (e.g. the Sintel reader a flow
@@ -13,6 +16,7 @@ model imports) invalidates what was built with the old one.
 from __future__ import annotations
 
 import ast
+import errno
 import fcntl
 import hashlib
 import importlib
@@ -26,6 +30,8 @@ import types
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+
+from harness import cache_budget
 
 # The repository root: source_hash follows imports only into files under it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +112,40 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def atomic_write(final: Path, write: Callable[[Path], None], tmp: Path | None = None) -> None:
+    """Call ``write(tmp)`` to write a file or a folder at a temporary path, then rename it to
+    ``final`` (atomic on one filesystem): a reader sees the whole thing or nothing, and a failed
+    or killed writer leaves no partial ``final``. ``tmp`` defaults to ``.<name>.tmp<pid>`` beside
+    it. A folder that another writer renamed into place first is kept (the race is lost, not
+    failed); a file is replaced."""
+    final = Path(final)
+    tmp = Path(tmp) if tmp is not None else final.with_name(f".{final.name}.tmp{os.getpid()}")
+    _remove(tmp)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, final)
+        except OSError as err:
+            if not (err.errno in (errno.ENOTEMPTY, errno.EEXIST) and final.is_dir()):
+                raise
+    finally:
+        _remove(tmp)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno == errno.ENOSPC
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder."""
+    path = Path(path)
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def build_once(
     cache_dir: Path,
     kind: str,
@@ -115,27 +155,45 @@ def build_once(
 ) -> Path:
     """Return the cached artifact for ``parts``, calling ``build(tmp_path)`` only if absent.
 
-    ``build`` writes a file or a directory at the path it is given.
+    ``build`` writes a file or a directory at the path it is given. The artifact is pinned for
+    this process's life (the session uses what it asked for); a full disk raises
+    :class:`~harness.cache_budget.CacheDiskFull` naming the cache and its budget.
     """
     key = content_key(parts)
     final = Path(cache_dir) / kind / f"{key}{suffix}"
     remove_orphans(final.parent)
-    if final.exists():
+    if cache_budget.pin(final):
+        cache_budget.touch(final)
         return final
     with _locked(final.parent / f".{key}.lock"):
-        if final.exists():  # another worker built it while this one waited
+        if cache_budget.pin(final):  # another worker built it while this one waited
+            cache_budget.touch(final)
             return final
-        tmp = final.parent / f".{key}.tmp{os.getpid()}{suffix}"
-        _remove(tmp)
+        budget = cache_budget.budget_of(cache_dir)
         try:
-            build(tmp)
-            (final.parent / f"{key}.key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
-            os.replace(tmp, final)
-        except BaseException:
-            _remove(tmp)
+            # the key first: an artifact under its final name always has its key beside it
+            atomic_write(final.parent / f"{key}.key.json",
+                         lambda tmp: tmp.write_text(json.dumps(parts, indent=1, sort_keys=True, default=str)),
+                         final.parent / f".{key}.tmp{os.getpid()}.key.json")
+            atomic_write(final, build, final.parent / f".{key}.tmp{os.getpid()}{suffix}")
+        except OSError as err:
+            if is_disk_full(err):
+                raise budget.disk_full(err, f"{kind}/{final.name}") from err
             raise
+        cache_budget.pin(final)
     BUILT.append(f"{kind}/{final.name}")
+    budget.charge(tree_size(final))
     return final
+
+
+def artifact_identity(path: Path) -> str:
+    """What identifies a file's content: the content key a build_once artifact is named by (its
+    key sidecar beside it), else the file's sha256."""
+    path = Path(path)
+    key = path.name[:24]
+    if re.fullmatch(r"[0-9a-f]{24}", key) and (path.parent / f"{key}.key.json").is_file():
+        return key
+    return file_sha256(path)
 
 
 def source_files(*objects: Any, root: Path = PROJECT_ROOT) -> list[Path]:

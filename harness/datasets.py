@@ -5,11 +5,18 @@ gives a function that turns one item into samples. :class:`IndexedDataset` strea
 counts what was read, records each item that was missing or failed (by name, with the
 reason) instead of dropping it, and says whether the run saw the whole dataset.
 
+A reader's ``load`` returns an item's samples in their stored form: the last integer stage of
+the preprocessing (uint8 pixels after resizing and cropping), and its ``finish`` does the float
+arithmetic that follows (mean, std, scale), here on read, so that what is stored is compact and
+what is served is bit-identical to doing it all at once.
+
 With :meth:`IndexedDataset.preprocessed`, items are decoded in worker processes ahead of the
 consumer (at most ``2 x workers`` items in flight, in index order) and stored in a
 :class:`~harness.samples_cache.SampleCache`, so that each item is decoded once ever for the same
-files and preprocessing; later passes map the stored tensors. ``load`` must then be picklable
-(a module-level function or a ``functools.partial`` of one).
+files and preprocessing; later passes map the stored arrays. ``load`` must then be picklable
+(a module-level function or a ``functools.partial`` of one). The cache's disk budget decides
+what is kept: an item that does not fit is decoded ahead all the same and served without being
+stored, so a dataset larger than the budget is read correctly, its first items from the cache.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from harness import samples_cache
+from harness import cache, cache_budget, samples_cache
 from harness.samples_cache import SampleCache
 from harness.spec import DatasetLayoutError, Sample
 
@@ -66,6 +73,23 @@ def _close_pools() -> None:
     _POOLS.clear()
 
 
+@dataclass
+class PassCounts:
+    """Items of one or more passes: how each was served."""
+
+    decoded: int = 0  # decoded by a reader (not found in the cache)
+    from_cache: int = 0  # read from the cache
+    kept: int = 0  # decoded and stored in the cache
+    not_kept: int = 0  # decoded and served without being stored: the budget had no room
+
+    def add(self, other: "PassCounts") -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+SERVED = PassCounts()  # every pass of every dataset in this process, for the run's summary line
+
+
 class IndexedDataset:
     def __init__(
         self,
@@ -74,29 +98,48 @@ class IndexedDataset:
         load: Callable[[Item], Iterable[Sample]],
         limit: int | None = None,
         generated: bool = False,
+        finish: Callable[[Sample], Sample] | None = None,
     ):
         self.root = Path(root)
         self.items = list(items)
         self._load = load
+        self._finish_sample = finish
         self.limit = limit
         self.generated = generated
         self.cache: SampleCache | None = None
+        self.budget: cache_budget.CacheBudget | None = None
         self.workers = 0
         self.read: int = 0
         self.samples: int = 0
-        self.decoded: int = 0  # items this pass decoded (not found in the cache)
+        self.passes: int = 0
+        self.this_pass = PassCounts()
+        self.total = PassCounts()  # over every pass of this dataset in this process
         self.missing: list[str] = []
         self.failed: dict[str, str] = {}
+        self._entry_bytes: list[int] = []  # sizes of this dataset's entries, to size the next
+
+    @property
+    def decoded(self) -> int:
+        """Items this pass decoded."""
+        return self.this_pass.decoded
+
+    def finish(self, sample: Sample) -> Sample:
+        """A sample in its stored form -> what the network takes (the reader's float step)."""
+        return self._finish_sample(sample) if self._finish_sample is not None else sample
 
     def preprocessed(self, cache: SampleCache | None, workers: int | None = None) -> "IndexedDataset":
         """Decode with ``workers`` processes (default: every core; 0: in this process) ahead of
-        the consumer, storing each item's samples in ``cache`` (None: no cache). Returns self."""
+        the consumer, storing each item's samples in ``cache`` (None: no cache) within the budget
+        of its cache directory. Returns self."""
         self.cache = cache
+        self.budget = cache_budget.budget_of(cache.cache_dir) if cache is not None else None
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         return self
 
     def __iter__(self) -> Iterator[Sample]:
-        self.read, self.samples, self.decoded, self.missing, self.failed = 0, 0, 0, [], {}
+        self.read, self.samples, self.missing, self.failed = 0, 0, [], {}
+        self.this_pass = PassCounts()
+        self.passes += 1
         items = self.items[: self.limit] if self.limit else self.items
         pending: deque = deque()  # (item, entry or None, "missing" | "stored" | Future)
         ahead = max(1, 2 * self.workers)
@@ -114,47 +157,86 @@ class IndexedDataset:
                 yield from self._finish(*pending.popleft())
                 progress.update()
         finally:
-            for _, _, state in pending:
+            for _, entry, state in pending:
                 if isinstance(state, Future):
                     state.cancel()
+                if entry is not None:
+                    cache_budget.unpin(entry)
             progress.close()
+            self.total.add(self.this_pass)
+            SERVED.add(self.this_pass)
 
     def _start(self, item: Item) -> tuple[Path | None, str | Future]:
-        """(entry, state): missing, already stored, or submitted for decoding (inline when
-        workers is 0, so that it runs in this process)."""
+        """(entry, state): missing, already stored (and pinned until read), or submitted for
+        decoding (inline when workers is 0, so that it runs in this process); entry is None when
+        the item is not to be stored."""
         if not item.path.exists():
             return None, "missing"
         entry = self.cache.entry(item, self.root) if self.cache is not None else None
-        if entry is not None and samples_cache.is_stored(entry):
+        if entry is not None and samples_cache.is_stored(entry) and cache_budget.pin(entry):
+            cache_budget.touch(entry)
             return entry, "stored"
-        self.decoded += 1
-        if self.workers <= 0:
-            future: Future = Future()
-            try:
-                future.set_result(samples_cache.decode_item(self._load, item, entry))
-            except ItemUnreadable as err:
-                future.set_exception(err)
-        else:
-            future = _pool(self.workers).submit(samples_cache.decode_item, self._load, item, entry)
-        return entry, future
+        if entry is not None and not self.budget.admit(self._expected_entry_bytes()):
+            entry = None  # decoded for this pass, not kept
+            self.this_pass.not_kept += 1
+        return entry, self._submit(item, entry)
+
+    def _submit(self, item: Item, entry: Path | None) -> Future:
+        self.this_pass.decoded += 1
+        if self.workers > 0:
+            return _pool(self.workers).submit(samples_cache.decode_item, self._load, item, entry)
+        future: Future = Future()
+        try:
+            future.set_result(samples_cache.decode_item(self._load, item, entry))
+        except (ItemUnreadable, OSError) as err:
+            future.set_exception(err)
+        return future
+
+    def _expected_entry_bytes(self) -> int:
+        sizes = self._entry_bytes[-20:]
+        return sum(sizes) // len(sizes) if sizes else 0
 
     def _finish(self, item: Item, entry: Path | None, state: str | Future) -> Iterator[Sample]:
         if state == "missing":
             self.missing.append(item.id)
             return
-        produced = None
-        if isinstance(state, Future):
-            try:
-                produced = state.result()
-            except ItemUnreadable as err:
-                self.failed[item.id] = str(err)
-                return
-        if produced is None:
-            produced = samples_cache.read_entry(entry)
+        try:
+            produced = self._served(item, entry, state)
+        except ItemUnreadable as err:
+            self.failed[item.id] = str(err)
+            return
         self.read += 1
         for sample in produced:
             self.samples += 1
-            yield sample
+            yield self.finish(sample)
+
+    def _served(self, item: Item, entry: Path | None, state: str | Future) -> list[Sample]:
+        """The item's samples in their stored form, counted by where they came from."""
+        if not isinstance(state, Future):
+            try:
+                samples = samples_cache.read_entry(entry)
+            finally:
+                cache_budget.unpin(entry)
+            self.this_pass.from_cache += 1
+            return samples
+        try:
+            produced = state.result()
+        except OSError as err:
+            if cache.is_disk_full(err):
+                raise self.budget.disk_full(err, f"the samples of {item.id}") from err
+            raise
+        if entry is None:
+            return produced
+        self.this_pass.kept += 1
+        self.budget.charge(produced, reserved=self._expected_entry_bytes())
+        self._entry_bytes.append(produced)
+        if cache_budget.pin(entry):  # stored; read back unless evicted meanwhile
+            try:
+                return samples_cache.read_entry(entry)
+            finally:
+                cache_budget.unpin(entry)
+        self.this_pass.decoded += 1
+        return list(self._load(item))
 
     @property
     def complete(self) -> bool:
@@ -167,6 +249,9 @@ class IndexedDataset:
 
     @property
     def summary(self) -> dict:
+        """What was read, missing and failed; how the items were served, this pass and over
+        every pass of the run (``decoded``, ``from_cache``, ``kept``, ``not_kept``: cumulative);
+        and the cache's budget report."""
         return {
             "root": str(self.root),
             "generated": self.generated,
@@ -174,7 +259,10 @@ class IndexedDataset:
             "limit": self.limit,
             "read": self.read,
             "samples": self.samples,
-            "decoded": self.decoded,
+            "passes": self.passes,
+            **vars(self.total),
+            "this_pass": dict(vars(self.this_pass)),
+            "cache": self.budget.report() if self.budget is not None else None,
             "missing": len(self.missing),
             "missing_names": self.missing[:20],
             "failed": self.failed,

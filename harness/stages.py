@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from harness import cache, checkpoint, export
+from harness import cache, cache_budget, checkpoint, export
 from harness.agreement import AgreementMeter
 from harness.backends import Backend, Session
 from harness.backends.base import ArtifactMismatch, io_shape_mismatches
@@ -148,7 +148,7 @@ def open_dataset(spec: ModelSpec, profile: str, data_root: Path | None, cache_di
     else:
         root, generated = generated_dataset_root(spec, profile, cache_dir), True
     dataset = spec.open_dataset(root, spec.profile(profile), spec.protocol_for(profile), limit, generated)
-    samples = SampleCache(Path(cache_dir) / "samples" / spec.name, sample_cache_key(spec, profile))
+    samples = SampleCache(Path(cache_dir) / "samples" / spec.name, sample_cache_key(spec, profile), cache_dir)
     return dataset.preprocessed(samples, workers)
 
 
@@ -170,6 +170,10 @@ class ReferenceOutputs(OutputStore):
     def __init__(self, root: Path):
         super().__init__(root)
         self.digests: dict[str, str] = {}
+        # the session compares every deployed pass with these: never evicted while it runs
+        self.root.mkdir(parents=True, exist_ok=True)
+        cache_budget.pin(self.root)
+        cache_budget.touch(self.root)
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
         return super().get(self.digests.get(sample_id, sample_id))

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import samples_cache
+from float32_preprocess import FLOAT32_PATH
+from harness import cache, samples_cache, stages
 from harness.datasets import IndexedDataset, Item, ItemUnreadable
 from harness.outputs import batches
 from harness.samples_cache import SampleCache
@@ -27,12 +28,13 @@ def load_counted(item: Item, calls: Path) -> list[Sample]:
     if text == "corrupt":
         raise ItemUnreadable(f"{item.path}: not a number")
     value = float(text)
-    return [Sample(f"{item.id}/{k}", {"x": np.full((2, 3), value + k, np.float32)}, (item.id, k))
+    return [Sample(f"{item.id}/{k}", {"x": np.full((2, 3), value + k, np.uint8)}, (item.id, k))
             for k in range(2)]
 
 
 def load_with_array_target(item: Item) -> list[Sample]:
-    return [Sample(item.id, {"x": np.ones((2, 3), np.float32)}, np.arange(4.0).reshape(2, 2))]
+    flow = np.array([[0.5, -0.0], [np.nan, 3e38]], np.float32)
+    return [Sample(item.id, {"x": np.ones((2, 3), np.uint8)}, flow)]
 
 
 @pytest.fixture
@@ -139,15 +141,20 @@ def test_look_ahead_is_bounded_by_the_workers(tmp_path):
     stream.close()
 
 
-def test_array_targets_are_stored_and_mapped(tmp_path):
+def test_array_targets_are_stored_integers_mapped_floats_compressed(tmp_path):
+    """Integer arrays come back memory-mapped; float arrays (no integer stage) losslessly
+    compressed, bit for bit, NaN and signed zero included."""
     (tmp_path / "a.txt").write_text("x")
     items = [Item("a", tmp_path / "a.txt")]
+    flow = np.array([[0.5, -0.0], [np.nan, 3e38]], np.float32)
     for _ in range(2):
         dataset = IndexedDataset(tmp_path, items, load_with_array_target).preprocessed(
             SampleCache(tmp_path / "cache", KEY), 0)
         (sample,) = list(dataset)
-        np.testing.assert_array_equal(sample.target, np.arange(4.0).reshape(2, 2))
-    assert isinstance(sample.target, np.memmap) and dataset.decoded == 0
+        assert sample.target.tobytes() == flow.tobytes() and sample.target.shape == (2, 2)
+    assert isinstance(sample.inputs["x"], np.memmap) and dataset.decoded == 0
+    (entry,) = samples_cache.entries_in(tmp_path / "cache")
+    assert sorted(p.suffix for p in entry.iterdir()) == [".npy", ".pkl", ".zlib"]
 
 
 def test_identity_covers_every_file_of_a_frame_folder_and_the_meta_paths(tmp_path):
@@ -169,9 +176,9 @@ def test_identity_covers_every_file_of_a_frame_folder_and_the_meta_paths(tmp_pat
 
 def test_concurrent_writers_of_one_entry_leave_one_valid_entry(tmp_path):
     entry = tmp_path / "cache" / "ab" / "abcd"
-    samples = [Sample("s", {"x": np.zeros((2, 2), np.float32)}, 1)]
+    samples = [Sample("s", {"x": np.zeros((2, 2), np.uint8)}, 1)]
     samples_cache.write_entry(entry, samples)
-    samples_cache.write_entry(entry, [Sample("s", {"x": np.ones((2, 2), np.float32)}, 1)])  # lost race
+    samples_cache.write_entry(entry, [Sample("s", {"x": np.ones((2, 2), np.uint8)}, 1)])  # lost race
     (stored,) = samples_cache.read_entry(entry)
     assert stored.target == 1 and float(stored.inputs["x"].sum()) == 0.0
     assert not any((tmp_path / "cache" / ".tmp").iterdir())
@@ -190,3 +197,52 @@ def test_temporary_folders_of_dead_processes_are_removed(tmp_path):
     assert [p.name for p in tmp.iterdir()] == [f"efgh.{os.getpid()}"]
 
 
+
+
+# --- the compact store: the last integer stage, finished on read -------------------------------
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _assert_identical(got: Sample, expected: Sample) -> None:
+    assert got.id == expected.id and list(got.inputs) == list(expected.inputs)
+    for name, array in expected.inputs.items():
+        assert got.inputs[name].dtype == np.float32 and got.inputs[name].shape == array.shape
+        assert np.array_equal(got.inputs[name], array), (
+            f"{got.id}/{name}: max |diff| {np.abs(got.inputs[name] - array).max()}, expected 0")
+    if isinstance(expected.target, np.ndarray):
+        assert got.target.dtype == expected.target.dtype and np.array_equal(got.target, expected.target)
+    else:
+        assert got.target == expected.target
+
+
+@pytest.mark.parametrize("source,profile", [("generated", "smoke"), ("real", "smoke"), ("real", "full")])
+def test_stored_samples_are_compact_and_finish_bit_identical_to_the_float32_path(
+        model, source, profile, suite_cache, tmp_path):
+    """Each item is stored at its last integer stage (uint8 pixels; a float target compressed),
+    and the samples served cold and warm equal the whole-float32 preprocessing exactly."""
+    legacy = FLOAT32_PATH.get(model.name)
+    if legacy is None:
+        pytest.skip(f"{model.name} came after the float32 cache: no earlier path to compare with")
+    if source == "real":
+        root = SHARED_DATA / model.dataset_dir
+        if not root.is_dir():
+            pytest.skip(f"{root} absent")
+    else:
+        root = stages.generated_dataset_root(model, profile, suite_cache)
+    shapes, protocol = model.profile(profile), model.protocol_for(profile)
+    dataset = model.open_dataset(root, shapes, protocol, None, source == "generated")
+    present = [item for item in dataset.items if item.path.exists()]
+    expected = [s for item in present for s in legacy(item, shapes, protocol)]
+    assert expected, f"no item of {root} to compare"
+    dataset.preprocessed(SampleCache(tmp_path, stages.sample_cache_key(model, profile)), workers=0)
+    for decoded in (len(present), 0):
+        served = list(dataset)
+        assert dataset.decoded == decoded and len(served) == len(expected)
+        for got, want in zip(served, expected):
+            _assert_identical(got, want)
+    # what the float32 cache stored: the inputs and any array target (a frame, a flow) raw
+    before = sum(a.nbytes for s in expected for a in [*s.inputs.values(), s.target] if isinstance(a, np.ndarray))
+    stored = sum(cache.tree_size(e) for e in samples_cache.entries_in(tmp_path))
+    # pixels: a quarter; a float flow compressed about 1.6x (Sintel: 0.34 of before in all)
+    assert stored < 0.4 * before, f"stored {stored} bytes where the float32 cache stored {before}"

@@ -11,6 +11,7 @@ The test protocol is upstream's ``get_test_set`` as the seed's preprocessing scr
   n_frames, T)`` also means a last clip that would start exactly at ``n_frames`` is not made.
 * every frame: shorter side to ``sample_size / scale_in_test`` (PIL bilinear, the longer side
   truncated), centre crop ``sample_size`` (offset rounded half to even), RGB 0..255 minus mean.
+  A clip is stored as the cropped uint8 pixels and normalised when it is read.
 * the label index is the class name's position in the json's ``labels``.
 """
 from __future__ import annotations
@@ -52,8 +53,9 @@ def clip_frame_indices(n_frames: int, duration: int) -> list[list[int]]:
     return clips
 
 
-def preprocess_frame(image: Image.Image, protocol: dict, sample_size: int) -> np.ndarray:
-    """One RGB frame -> float32 [3, sample_size, sample_size], upstream's test transform."""
+def crop_frame(image: Image.Image, protocol: dict, sample_size: int) -> np.ndarray:
+    """One RGB frame -> uint8 [3, sample_size, sample_size]: upstream's Scale and CornerCrop, the
+    last integer stage of its test transform (what the sample cache stores)."""
     target = int(sample_size / protocol["scale_in_test"])
     w, h = image.size
     if min(w, h) != target:
@@ -64,9 +66,18 @@ def preprocess_frame(image: Image.Image, protocol: dict, sample_size: int) -> np
     left = int(round((w - sample_size) / 2.0))
     top = int(round((h - sample_size) / 2.0))
     image = image.crop((left, top, left + sample_size, top + sample_size))
-    pixels = np.asarray(image, dtype=np.float32) / protocol["norm_value"]
-    pixels = pixels - np.asarray(protocol["mean"], dtype=np.float32)
-    return pixels.transpose(2, 0, 1)
+    return np.asarray(image).transpose(2, 0, 1)
+
+
+def normalise(pixels: np.ndarray, protocol: dict) -> np.ndarray:
+    """uint8 [3, ...] -> float32: ToTensor(norm_value), then the mean subtracted per channel."""
+    mean = np.asarray(protocol["mean"], dtype=np.float32).reshape((3,) + (1,) * (pixels.ndim - 1))
+    return pixels.astype(np.float32) / protocol["norm_value"] - mean
+
+
+def preprocess_frame(image: Image.Image, protocol: dict, sample_size: int) -> np.ndarray:
+    """One RGB frame -> float32 [3, sample_size, sample_size], upstream's test transform."""
+    return normalise(crop_frame(image, protocol, sample_size), protocol)
 
 
 def _read_frame(path: Path) -> Image.Image:
@@ -95,10 +106,14 @@ def _load_video(item: Item, profile: Profile, protocol: dict) -> list[Sample]:
                 path = item.path / FRAME_PATTERN.format(i)
                 if not path.exists():
                     raise ItemUnreadable(f"{path} missing; {n_file} says {n_frames} frames")
-                frames[i] = preprocess_frame(_read_frame(path), protocol, size)
-        clip = np.stack([frames[i] for i in indices], axis=1)  # [3, T, H, W]
+                frames[i] = crop_frame(_read_frame(path), protocol, size)
+        clip = np.stack([frames[i] for i in indices], axis=1)  # uint8 [3, T, H, W]
         samples.append(Sample(f"{video_id}/clip{k}", {"image": clip}, (video_id, label)))
     return samples
+
+
+def _finish(sample: Sample, protocol: dict) -> Sample:
+    return Sample(sample.id, {"image": normalise(sample.inputs["image"], protocol)}, sample.target)
 
 
 def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None = None,
@@ -113,7 +128,7 @@ def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None
     items = _read_index(annotation, stat.st_size, stat.st_mtime_ns, root / protocol["frames_dir"],
                         protocol["subset"])
     load = partial(_load_video, profile=profile, protocol=protocol)  # picklable, for worker processes
-    return IndexedDataset(root, list(items), load, limit, generated)
+    return IndexedDataset(root, list(items), load, limit, generated, partial(_finish, protocol=protocol))
 
 
 @lru_cache(maxsize=8)

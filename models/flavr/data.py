@@ -50,8 +50,8 @@ def center_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image[top:top + h, left:left + w]
 
 
-def load_frame(path: Path, crop: tuple[int, int]) -> np.ndarray:
-    """A PNG as ToTensor gives it after CenterCrop: float32 [3, h, w] in [0, 1]."""
+def read_frame(path: Path, crop: tuple[int, int]) -> np.ndarray:
+    """A PNG after CenterCrop: uint8 [3, h, w], the last integer stage (what the cache stores)."""
     try:
         with Image.open(path) as img:
             # the set's PNGs are RGB already; a palette or grey PNG still gives the 3 channels
@@ -60,7 +60,17 @@ def load_frame(path: Path, crop: tuple[int, int]) -> np.ndarray:
         cropped = center_crop(rgb, crop)
     except (OSError, ValueError) as err:
         raise ItemUnreadable(f"{path}: {err}") from err
-    return np.ascontiguousarray(cropped.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    return np.ascontiguousarray(cropped.transpose(2, 0, 1))
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1], as ToTensor scales."""
+    return pixels.astype(np.float32) / np.float32(255)
+
+
+def load_frame(path: Path, crop: tuple[int, int]) -> np.ndarray:
+    """A PNG as ToTensor gives it after CenterCrop: float32 [3, h, w] in [0, 1]."""
+    return to_unit(read_frame(path, crop))
 
 
 def open_dataset(
@@ -72,13 +82,18 @@ def open_dataset(
     require_layout(root, [f"{first}/{name}" for name in (*INPUT_FRAMES, TARGET_FRAME)], LAYOUT)
     load = partial(_load, crop=tuple(protocol["crop_hw"]), input_names=list(profile.inputs))  # picklable
     items = [Item(id=f"{DATASET_DIR}/{name}", path=root / name) for name in folders]
-    return IndexedDataset(root, items, load, limit=limit, generated=generated)
+    return IndexedDataset(root, items, load, limit=limit, generated=generated, finish=_finish)
 
 
 def _load(item: Item, crop: tuple[int, int], input_names: list[str]) -> list[Sample]:
-    frames = [load_frame(item.path / name, crop) for name in INPUT_FRAMES]
-    target = load_frame(item.path / TARGET_FRAME, crop)
+    """The cropped uint8 frames; :func:`_finish` scales them on read."""
+    frames = [read_frame(item.path / name, crop) for name in INPUT_FRAMES]
+    target = read_frame(item.path / TARGET_FRAME, crop)
     return [Sample(id=item.id, inputs=dict(zip(input_names, frames)), target=target)]
+
+
+def _finish(sample: Sample) -> Sample:
+    return Sample(sample.id, {n: to_unit(a) for n, a in sample.inputs.items()}, to_unit(sample.target))
 
 
 def _render(height: int, width: int, t: float, scene: dict) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Preprocessing (outside the ONNX graph): both frames are zero-padded at the bottom and right
 to the network's input size (436x1024 -> 448x1024), the per-channel mean over both padded
-frames is subtracted and the result divided by ``rgb_max`` (255). Scoring crops the output
-back to the ground truth's size and averages the per-image mean end-point error.
+frames is subtracted and the result divided by ``rgb_max`` (255). The padded uint8 frames are
+what the sample cache stores; the mean and the division are done when a sample is read. Scoring
+crops the output back to the ground truth's size and averages the per-image mean end-point error.
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from harness.spec import Profile, Sample
 OUTPUT = "flow"
 
 
-def preprocess(
+def pad(
     img1: np.ndarray, img2: np.ndarray, flow: np.ndarray, size: tuple[int, int], protocol: Mapping
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """HxWx3 uint8 RGB frames -> (x1, x2) [3, *size] float32, and the flow the output is scored on.
+) -> tuple[np.ndarray, np.ndarray]:
+    """HxWx3 uint8 RGB frames -> both zero-padded to ``size``, uint8 [2, *size, 3] (the last
+    integer stage, what the sample cache stores), and the flow the output is scored on.
 
     A frame larger than ``size`` is an error, or with ``protocol['oversize'] == 'crop'``
     (smoke profile on real frames only) cropped from the top-left together with its flow.
@@ -37,13 +39,27 @@ def preprocess(
             )
         img1, img2, flow = img1[:height, :width], img2[:height, :width], flow[:height, :width]
         h, w = img1.shape[:2]
-    frames = np.zeros((2, height, width, 3), np.float64)
+    frames = np.zeros((2, height, width, 3), np.uint8)
     frames[0, :h, :w], frames[1, :h, :w] = img1, img2
-    # the mean includes the zero padding, as the seed pads first and then normalises
+    return frames, flow
+
+
+def normalise(frames: np.ndarray, protocol: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Padded uint8 [2, H, W, 3] -> (x1, x2) float32 [3, H, W]: minus the per-channel mean over
+    both padded frames (the padding included, as the seed pads first), divided by rgb_max."""
+    frames = frames.astype(np.float64)
     frames -= frames.mean(axis=(0, 1, 2))
     frames /= protocol["rgb_max"]
     x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), np.float32)
-    return x[0], x[1], flow
+    return x[0], x[1]
+
+
+def preprocess(
+    img1: np.ndarray, img2: np.ndarray, flow: np.ndarray, size: tuple[int, int], protocol: Mapping
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HxWx3 uint8 RGB frames -> (x1, x2) [3, *size] float32, and the flow the output is scored on."""
+    frames, flow = pad(img1, img2, flow, size, protocol)
+    return (*normalise(frames, protocol), flow)
 
 
 def open_dataset(
@@ -51,13 +67,20 @@ def open_dataset(
 ) -> IndexedDataset:
     items = list_pairs(Path(root), protocol["passes"])
     load = partial(_load, size=tuple(profile.inputs["x1"][1:]), protocol=protocol)  # picklable
-    return IndexedDataset(root, items, load, limit=limit, generated=generated)
+    return IndexedDataset(root, items, load, limit=limit, generated=generated,
+                          finish=partial(_finish, protocol=protocol))
 
 
 def _load(item: Item, size: tuple[int, int], protocol: Mapping) -> Iterator[Sample]:
+    """Both padded uint8 frames in one array (:func:`_finish` normalises them on read)."""
     img1, img2, flow = load_pair(item)
-    x1, x2, target = preprocess(img1, img2, flow, size, protocol)
-    yield Sample(id=item.id, inputs={"x1": x1, "x2": x2}, target=target)
+    frames, target = pad(img1, img2, flow, size, protocol)
+    yield Sample(id=item.id, inputs={"frames": frames}, target=target)
+
+
+def _finish(sample: Sample, protocol: Mapping) -> Sample:
+    x1, x2 = normalise(sample.inputs["frames"], protocol)
+    return Sample(sample.id, {"x1": x1, "x2": x2}, sample.target)
 
 
 def generate(root: Path, profile: Profile, protocol: dict) -> None:

@@ -30,11 +30,16 @@ def padding(height: int, width: int, multiple: int) -> tuple[int, int, int, int]
     return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
 
 
-def pad_frame(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    """HxWx3 uint8 -> [3, H', W'] float32 0-255, edge-replicated to multiples of ``multiple``."""
+def pad_pixels(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """HxWx3 uint8 -> uint8 [3, H', W'], edge-replicated to multiples of ``multiple``."""
     top, bottom, left, right = padding(*rgb.shape[:2], multiple)
     padded = np.pad(rgb, ((top, bottom), (left, right), (0, 0)), mode="edge")
-    return np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)
+    return np.ascontiguousarray(padded.transpose(2, 0, 1))
+
+
+def pad_frame(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """HxWx3 uint8 -> [3, H', W'] float32 0-255, edge-replicated to multiples of ``multiple``."""
+    return pad_pixels(rgb, multiple).astype(np.float32)
 
 
 def unpad(flow: np.ndarray, height: int, width: int, multiple: int) -> np.ndarray:
@@ -43,14 +48,15 @@ def unpad(flow: np.ndarray, height: int, width: int, multiple: int) -> np.ndarra
     return flow[:, top : flow.shape[1] - bottom, left : flow.shape[2] - right]
 
 
-def preprocess(
+def crop_and_pad(
     img1: np.ndarray,
     img2: np.ndarray,
     flow: np.ndarray,
     input_hw: tuple[int, int],
     protocol: Mapping,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames -> (image1, image2) [3, *input_hw] and the flow [H, W, 2] the output is scored on.
+    """Frames -> (image1, image2) uint8 [3, *input_hw] and the flow [H, W, 2] the output is
+    scored on: the last integer stage (what the sample cache stores).
 
     With ``protocol['oversize'] == 'crop'`` (smoke profile on real frames) frames larger than
     ``protocol['frame_size']`` are cropped from the top-left together with their flow first.
@@ -59,7 +65,7 @@ def preprocess(
     height, width = protocol["frame_size"]
     if protocol["oversize"] == "crop" and (img1.shape[0] > height or img1.shape[1] > width):
         img1, img2, flow = img1[:height, :width], img2[:height, :width], flow[:height, :width]
-    x1, x2 = pad_frame(img1, multiple), pad_frame(img2, multiple)
+    x1, x2 = pad_pixels(img1, multiple), pad_pixels(img2, multiple)
     if x1.shape[1:] != tuple(input_hw):
         h, w = img1.shape[:2]
         raise ItemUnreadable(
@@ -69,18 +75,35 @@ def preprocess(
     return x1, x2, flow
 
 
+def preprocess(
+    img1: np.ndarray,
+    img2: np.ndarray,
+    flow: np.ndarray,
+    input_hw: tuple[int, int],
+    protocol: Mapping,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames -> (image1, image2) float32 0-255 [3, *input_hw] and the flow [H, W, 2]."""
+    x1, x2, flow = crop_and_pad(img1, img2, flow, input_hw, protocol)
+    return x1.astype(np.float32), x2.astype(np.float32), flow
+
+
 def open_dataset(
     root: Path, profile: Profile, protocol: dict, limit: int | None, generated: bool = False
 ) -> IndexedDataset:
     items = list_pairs(Path(root), protocol["passes"])
     load = partial(_load, input_hw=tuple(profile.inputs[INPUTS[0]][1:]), protocol=protocol)  # picklable
-    return IndexedDataset(root, items, load, limit=limit, generated=generated)
+    return IndexedDataset(root, items, load, limit=limit, generated=generated, finish=_finish)
 
 
 def _load(item: Item, input_hw: tuple[int, int], protocol: Mapping) -> Iterator[Sample]:
+    """The padded uint8 frames (:func:`_finish` makes them float on read) and the flow."""
     img1, img2, flow = load_pair(item)
-    x1, x2, target = preprocess(img1, img2, flow, input_hw, protocol)
+    x1, x2, target = crop_and_pad(img1, img2, flow, input_hw, protocol)
     yield Sample(id=item.id, inputs={INPUTS[0]: x1, INPUTS[1]: x2}, target=target)
+
+
+def _finish(sample: Sample) -> Sample:
+    return Sample(sample.id, {n: a.astype(np.float32) for n, a in sample.inputs.items()}, sample.target)
 
 
 def generate(root: Path, profile: Profile, protocol: dict) -> None:

@@ -65,25 +65,30 @@ def clip_indices_test_mode(total_frames: int, clip_len: int, frame_interval: int
     return np.mod(indices, total_frames)
 
 
-def count_frames(path: Path) -> int:
-    """decord's ``len(VideoReader)``: the packets of the first video stream."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ItemUnreadable(f"{path}: no video stream")
-        return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+def demux_video(container, path: Path) -> list:
+    """The packets of the first video stream (compressed: a few MB for a Kinetics clip)."""
+    if not container.streams.video:
+        raise ItemUnreadable(f"{path}: no video stream")
+    return list(container.demux(container.streams.video[0]))
 
 
-def decode_frames(path: Path, indices: np.ndarray) -> np.ndarray:
+def count_frames(packets: list) -> int:
+    """decord's ``len(VideoReader)``: the packets of the video stream (the last, empty packet
+    PyAV's demuxer yields only flushes the decoder)."""
+    return sum(1 for packet in packets if packet.size)
+
+
+def decode_frames(packets: list, indices: np.ndarray, path: Path) -> np.ndarray:
     """RGB uint8 frames [len(indices), H, W, 3] at these indices, decoding in stream order."""
     wanted = set(int(i) for i in indices)
     last = max(wanted)
     frames: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(container.streams.video[0])):
-            if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
-            if i == last:
-                break
+    decoded = (frame for packet in packets for frame in packet.decode())
+    for i, frame in enumerate(decoded):
+        if i in wanted:
+            frames[i] = frame.to_ndarray(format="rgb24")
+        if i == last:
+            break
     if len(frames) < len(wanted):
         raise ItemUnreadable(f"{path}: decoding stopped after frame {max(frames, default=-1)}, "
                              f"frame {last} is needed")
@@ -91,37 +96,55 @@ def decode_frames(path: Path, indices: np.ndarray) -> np.ndarray:
 
 
 def read_clips(path: Path, protocol: dict, num_clips: int) -> np.ndarray:
-    """The sampled RGB frames [num_clips * clip_len, H, W, 3] of one video."""
+    """The sampled RGB frames [num_clips * clip_len, H, W, 3] of one video, opened once: the
+    packets are demuxed (their count gives the clip's indices), then decoded from memory."""
     try:
-        total = count_frames(path)
-        if total == 0:
-            raise ItemUnreadable(f"{path}: the video stream has no frames")
-        indices = clip_indices_test_mode(total, protocol["clip_len"], protocol["frame_interval"], num_clips)
-        return decode_frames(path, indices.reshape(-1))
+        with av.open(str(path)) as container:
+            packets = demux_video(container, path)
+            total = count_frames(packets)
+            if total == 0:
+                raise ItemUnreadable(f"{path}: the video stream has no frames")
+            indices = clip_indices_test_mode(total, protocol["clip_len"], protocol["frame_interval"],
+                                             num_clips)
+            return decode_frames(packets, indices.reshape(-1), path)
     except av.FFmpegError as err:
         raise ItemUnreadable(f"{path}: {err}") from err
 
 
-def preprocess(frames: np.ndarray, protocol: dict, num_clips: int) -> np.ndarray:
-    """RGB uint8 [N*T, H, W, 3] -> float32 [N, 3, T, crop, crop] (Resize, CenterCrop, Normalize)."""
+def resize_crop(frames: np.ndarray, protocol: dict, num_clips: int) -> np.ndarray:
+    """RGB uint8 [N*T, H, W, 3] -> uint8 [N, 3, T, crop, crop] (Resize, CenterCrop): the last
+    integer stage, what the sample cache stores."""
     h, w = frames.shape[1:3]
     scale = protocol["short_side"] / min(h, w)
     size = (int(w * scale + 0.5), int(h * scale + 0.5))  # mmcv rescale_size, (w, h)
     resized = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in frames])
     crop = protocol["crop_size"]
     top, left = (size[1] - crop) // 2, (size[0] - crop) // 2
-    cropped = resized[:, top:top + crop, left:left + crop].astype(np.float32)
-    mean = np.asarray(protocol["mean"], dtype=np.float32)
-    std = np.asarray(protocol["std"], dtype=np.float32)
-    normalised = (cropped - mean) / std
-    clips = normalised.reshape((num_clips, -1) + normalised.shape[1:])  # [N, T, H, W, 3]
+    cropped = resized[:, top:top + crop, left:left + crop]
+    clips = cropped.reshape((num_clips, -1) + cropped.shape[1:])  # [N, T, H, W, 3]
     return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
 
 
+def normalise(clips: np.ndarray, protocol: dict) -> np.ndarray:
+    """uint8 [N, 3, T, H, W] -> float32 ``(x - mean) / std`` per RGB channel (Normalize)."""
+    mean = np.asarray(protocol["mean"], dtype=np.float32).reshape(3, 1, 1, 1)
+    std = np.asarray(protocol["std"], dtype=np.float32).reshape(3, 1, 1, 1)
+    return (clips.astype(np.float32) - mean) / std
+
+
+def preprocess(frames: np.ndarray, protocol: dict, num_clips: int) -> np.ndarray:
+    """RGB uint8 [N*T, H, W, 3] -> float32 [N, 3, T, crop, crop] (Resize, CenterCrop, Normalize)."""
+    return normalise(resize_crop(frames, protocol, num_clips), protocol)
+
+
 def _load_video(item: Item, protocol: dict, num_clips: int) -> list[Sample]:
+    """The resized and cropped uint8 clips (:func:`_finish` normalises them on read)."""
     frames = read_clips(item.path, protocol, num_clips)
-    clip = preprocess(frames, protocol, num_clips)
-    return [Sample(item.id, {INPUT: clip}, (item.id, item.meta))]
+    return [Sample(item.id, {INPUT: resize_crop(frames, protocol, num_clips)}, (item.id, item.meta))]
+
+
+def _finish(sample: Sample, protocol: dict) -> Sample:
+    return Sample(sample.id, {INPUT: normalise(sample.inputs[INPUT], protocol)}, sample.target)
 
 
 def _check_shapes(profile: Profile, protocol: dict) -> int:
@@ -157,7 +180,7 @@ def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None
     entries = read_list(root / protocol["list_file"], num_classes)
     items = [Item(rel, root / protocol["videos_dir"] / rel, label) for rel, label in entries]
     load = partial(_load_video, protocol=protocol, num_clips=num_clips)  # picklable, for worker processes
-    return IndexedDataset(root, items, load, limit, generated)
+    return IndexedDataset(root, items, load, limit, generated, partial(_finish, protocol=protocol))
 
 
 def new_scorer(profile: Profile, protocol: dict) -> VideoClassificationScorer:
