@@ -158,6 +158,9 @@ def _audit_round(loop: TimedLoop, state: dict, outputs, reference, declared_outp
 
 def _conclude_audit(loop: TimedLoop, state: dict, precision: str) -> None:
     checked, against_torch, across = loop.audited_rounds, state["stats"], state["rounds_stats"]
+    if not checked:
+        loop.audit = "no round audited: no round's outputs kept the declared contract"
+        return
     if not against_torch.passed:
         loop.fail("audit", f"the timed outputs are not PyTorch's for the same inputs ({precision}): "
                            f"{against_torch.message()}")

@@ -210,7 +210,7 @@ def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, de
         result.fail("outputs", problem)
     stats = deployed.elementwise
     if deployed.sample_ids and not stats.passed:
-        result.fail("element-wise", f"vs PyTorch ({precision}): {stats.message()}")
+        result.fail("element-wise", f"{stats.message()} (vs PyTorch, {precision} tolerance)")
     result.figures.append(Figure("accuracy", "max_abs_diff", finite(stats.max_abs), "", False, FigureKind.INFO,
                                  reference=stats.tolerance.atol, reference_name="atol",
                                  verdict="pass" if stats.passed else "fail"))
@@ -221,7 +221,7 @@ def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, de
                                      verdict="pass" if judged["passed"] else "fail"))
         if not judged["passed"]:
             relation = ">=" if higher else "<="
-            result.fail(name, f"vs PyTorch {judged['value']:.4g}{judged['unit']}, expected {relation} "
+            result.fail(name, f"{judged['value']:.4g}{judged['unit']} vs PyTorch, expected {relation} "
                               f"{judged['limit']:g}{judged['unit']} for {precision}")
     for metric in spec.metrics:
         figure = judge_delta(metric, reference.metrics.get(metric.name, math.nan),

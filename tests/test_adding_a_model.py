@@ -15,7 +15,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).resolve().with_name("tiny_model")
 PROJECT_FILES = ("conftest.py", "pytest.ini", "video_model_conformance.py", "harness", "fixtures", "models", "tests")
-GENERIC_TESTS = ("test_accuracy.py", "test_conformance.py", "test_perf.py", "test_checkpoints.py")
+GENERIC_TESTS = ("test_accuracy.py", "test_published.py", "test_conformance.py", "test_perf.py", "test_checkpoints.py")
 _NOT_COPIED = shutil.ignore_patterns("__pycache__", "tiny_model")
 
 
@@ -64,17 +64,17 @@ def test_one_new_folder_is_covered_by_every_generic_test(pytester, run_suite):
     result = run_suite("-v", "--models=tiny", tests=GENERIC_TESTS, project=project, cache=pytester.path / "cache")
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and outcomes.get("skipped") == 2, result.stdout.str()[-3000:]
-    result.stdout.fnmatch_lines(["*SKIPPED*test_accuracy.py*seeded weights (no --weights-dir with tiny_c3d.pth)*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*test_published.py*seeded weights (no --weights-dir with tiny_c3d.pth)*"])
     for test in GENERIC_TESTS:  # every module ran tiny's cases
         result.stdout.fnmatch_lines([f"*{test}::*[[]*tiny*[]] PASSED*"])
     records = [r for r in result.results["records"] if r.get("model") == "tiny"]
-    batch_sizes = {"accuracy_verdict": set(), "conformance": set(), "perf": set()}
+    batch_sizes = {"accuracy": set(), "conformance": set(), "perf": set()}
     for record in records:
         for field, seen in batch_sizes.items():
             if field in record:
                 seen.add(record["batch_size"])
-    assert batch_sizes == {"accuracy_verdict": {1, 2}, "conformance": {1, 2}, "perf": {1, 2}}
-    assert all(r["accuracy_verdict"] == "pass" for r in records if "accuracy_verdict" in r)
+    assert batch_sizes == {"accuracy": {1, 2}, "conformance": {1, 2}, "perf": {1, 2}}
+    assert all(r["status"] == "pass" for r in records)
     assert {r["weights"]["source"] for r in records if "weights" in r} == {"seeded"}
 
 
