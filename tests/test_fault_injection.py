@@ -377,3 +377,47 @@ def test_the_in_run_gate_fails_rows_that_fell_behind_the_baseline(run_suite, tmp
     red.assert_outcomes(failed=2)
     red.stdout.fnmatch_lines(["*against the baseline*efficient3dcnn/onnxruntime/fp32/bs1*top1*",
                               "*against the baseline*efficient3dcnn/onnxruntime/fp32/bs1*fps*"], consecutive=False)
+
+
+KNOWN_FAILURE = '''
+import dataclasses
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """efficient3dcnn on onnxruntime fp32 bs1 is declared to fail with {declared}; opening a
+    session raises {raised}."""
+    from harness import registry
+    from harness.backends import onnxruntime as ort_backend
+    from harness.spec import KnownFailure
+
+    spec = registry.get("efficient3dcnn")
+    known = KnownFailure({declared}, "the runtime's Conv3d kernel crashes (issue #123)", backend="onnxruntime",
+                         precision="fp32", batch_size=1)
+    registry._REGISTRY["efficient3dcnn"] = dataclasses.replace(spec, known_failures=(known,))
+    if {raised} is not None:
+        def failing_open(self, artifact, shapes):
+            raise {raised}("EZ9999: AI Core exception")
+        ort_backend.OnnxRuntimeBackend.open = failing_open
+'''
+
+
+def test_a_declared_known_failure_is_expected_with_its_reason(run_suite):
+    result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy",
+                       plugin=KNOWN_FAILURE.format(declared="RuntimeError", raised="RuntimeError"))
+    result.assert_outcomes(xfailed=1)
+    row = result.results["records"][0]
+    assert row["status"] == "expected failure" and "issue #123" in row["expected_failure"]
+
+
+@pytest.mark.parametrize("raised, outcome, message", [
+    ("None", {"failed": 1}, "*XPASS(strict)*the runtime's Conv3d kernel crashes (issue #123)*"),
+    ("ValueError", {"errors": 1}, "*ValueError: EZ9999: AI Core exception*"),
+])
+def test_a_known_failure_that_passes_or_fails_otherwise_is_reported(run_suite, raised, outcome, message):
+    result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy",
+                       plugin=KNOWN_FAILURE.format(declared="RuntimeError", raised=raised))
+    result.assert_outcomes(**outcome)
+    result.stdout.fnmatch_lines([message])
+    row = result.results["records"][0]
+    assert row["status"] in ("fail", "error"), row
