@@ -101,6 +101,12 @@ class Result:
     def passed(self) -> bool:
         return not self.failures
 
+    @property
+    def verdict(self) -> str:
+        if any(f.kind is FindingKind.NOT_APPLICABLE for f in self.findings):
+            return "n/a"
+        return "pass" if self.passed else "fail"
+
     def fail(self, what: str, message: str) -> None:
         self.findings.append(Finding(FindingKind.FAILURE, self.part, what, message))
 
@@ -113,7 +119,7 @@ class Result:
 
     def record(self) -> dict:
         """What a row keeps of this result (fixtures/report.py writes it; harness/records.py reads it)."""
-        return {self.part: {**self.details(), "verdict": "pass" if self.passed else "fail"},
+        return {self.part: {**self.details(), "verdict": self.verdict},
                 "figures": [f.as_dict() for f in self.figures],
                 "findings": [f.as_dict() for f in self.findings]}
 
@@ -288,3 +294,46 @@ def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_
 
 def figures_by_name(figures: Iterable[Figure]) -> dict[str, Figure]:
     return {f.name: f for f in figures}
+
+
+# ---------------------------------------------------------------------------------------- published
+
+@dataclass
+class PublishedResult(Result):
+    part: str = "published"
+    reason: str | None = None  # why the published figures do not apply; None when they do
+    _why: dict = field(default_factory=dict, repr=False)  # metric -> the rule's own words
+
+    @property
+    def applies(self) -> bool:
+        return self.reason is None
+
+    def details(self) -> dict:
+        """The row's published part as the report reads it: {applies, reason, metrics: {name:
+        {published, value, verdict, why}}}."""
+        metrics = {f.name: {"published": f.reference, "value": f.value, "verdict": f.verdict or "n/a",
+                            "why": self._why.get(f.name, self.reason)} for f in self.figures}
+        return {"applies": self.applies, "reason": self.reason, "metrics": metrics}
+
+
+def published_result(spec: ModelSpec, weights, data: dict | None, profile: str,
+                     deployed_metrics: Mapping[str, float] | None) -> PublishedResult:
+    """The deployed model's metrics against the seed's published figures, where they apply
+    (harness/published.py decides where, and judges each metric two-sided)."""
+    from harness import published
+
+    result = PublishedResult(reason=published.published_not_applicable(spec, weights, data, profile))
+    if result.reason:
+        result.findings.append(Finding(FindingKind.NOT_APPLICABLE, "published", "published", result.reason))
+    for metric in spec.metrics:
+        if metric.published is None:
+            continue
+        value = (deployed_metrics or {}).get(metric.name, math.nan)
+        verdict, why = (None, result.reason) if result.reason else published.judge_published(metric, value)
+        result._why[metric.name] = why
+        result.figures.append(Figure("published", metric.name, finite(value), metric.unit, metric.higher_is_better,
+                                     FigureKind.INFO, metric.published_band, metric.published, "published",
+                                     verdict))
+        if verdict == "fail":
+            result.fail("published", why)
+    return result

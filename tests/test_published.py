@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from harness import published
+from harness import results
 
 pytestmark = pytest.mark.accuracy
 
 
 @pytest.mark.smallest_batch_size
 def test_published_figure(model, backend_name, batch_size, backend, weights, deployed_outputs, run, record):
-    verdict = published.published_verdict(model, weights, deployed_outputs.dataset, run.profile,
-                                          deployed_outputs.metrics)
-    record(published=verdict)
-    if not verdict["applies"]:
-        pytest.skip(f"{model.name}: published figures do not apply: {verdict['reason']}")
-    failed = [m["why"] for m in verdict["metrics"].values() if m["verdict"] == "fail"]
-    assert not failed, (f"{model.name} bs{batch_size} on {backend.name} ({backend.precision}) against the "
-                        "published figures: " + "; ".join(failed))
+    result = results.published_result(model, weights, deployed_outputs.dataset, run.profile,
+                                      deployed_outputs.metrics)
+    record(result)
+    if not result.applies:
+        pytest.skip(f"{model.name}: published figures do not apply: {result.reason}")
+    result.raise_if_failed(f"{record.row} against the published figures")
