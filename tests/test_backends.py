@@ -93,3 +93,84 @@ def test_tensorrt_default_precision_builds_fp16_engines(monkeypatch, flags, requ
     backend = TensorRtBackend(requested)
     assert backend.precision == expected
     assert backend._fp16_engine(fake) is (expected == "fp16")
+
+
+class _FakeEngine:
+    """The named-tensor surface of ``tensorrt.ICudaEngine`` (TensorRT 10 Python API reference):
+    ``num_io_tensors``, ``get_tensor_name(i)``, ``get_tensor_mode(name)``,
+    ``get_tensor_shape(name)`` (-1 on a dynamic axis), ``get_tensor_profile_shape(name, profile)``
+    -> [min, opt, max]."""
+
+    def __init__(self, tensors: dict, profiles: dict):
+        self._tensors, self._profiles = tensors, profiles
+        self.num_io_tensors = len(tensors)
+
+    def get_tensor_name(self, index):
+        return list(self._tensors)[index]
+
+    def get_tensor_mode(self, name):
+        return self._tensors[name][0]
+
+    def get_tensor_shape(self, name):
+        return self._tensors[name][1]
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        assert profile_index == 0
+        return self._profiles[name]
+
+
+FAKE_TRT = SimpleNamespace(TensorIOMode=SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_tensorrt_reads_the_batch_its_profile_pins(batch):
+    from harness.backends.tensorrt import _TensorRtSession
+
+    engine = _FakeEngine({"clip": ("INPUT", [-1, 3, 4, 8, 8]), "features": ("OUTPUT", [-1, 4, 4, 8, 8]),
+                          "mean": ("OUTPUT", [-1, 1])},
+                         {"clip": [[batch, 3, 4, 8, 8]] * 3})
+    session = object.__new__(_TensorRtSession)  # io_shapes reads only the engine (no GPU here)
+    session._engine, session._trt = engine, FAKE_TRT
+    assert session.io_shapes() == {"inputs": {"clip": (batch, 3, 4, 8, 8)},
+                                   "outputs": {"features": (None, 4, 4, 8, 8), "mean": (None, 1)}}
+
+
+@pytest.mark.parametrize("requested, device, math, gflops", [
+    ("fp32", "NVIDIA H200", "fp32", 67_000),
+    ("default", "NVIDIA H200", "fp16", 989_500),  # TensorRT 10: an fp16 engine
+    ("default", "Tesla T4", "fp16", 65_000),
+])
+def test_tensorrt_declares_the_gpus_peak_for_the_math_it_runs(monkeypatch, requested, device, math, gflops):
+    import torch
+
+    fake = SimpleNamespace(BuilderFlag=SimpleNamespace(FP16="FP16", TF32="TF32"), __version__="10.9")
+    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device_id=None: device)
+    backend = TensorRtBackend(requested)
+    found = backend.peak(backend.precision)
+    assert (found.gflops, found.precision) == (gflops, backend.precision)
+    assert f"dense {math} peak" in found.source
+
+
+def test_tensorrt_11_default_is_judged_as_fp16_but_peaks_as_tf32(monkeypatch):
+    import torch
+
+    fake = SimpleNamespace(BuilderFlag=SimpleNamespace(TF32="TF32"), __version__="11.0")  # no FP16 flag
+    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device_id=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device_id=None: (8, 0))
+    backend = TensorRtBackend("default")
+    found = backend.peak(backend.precision)
+    assert backend.precision == "fp16" and found.gflops == 156_000 and "dense tf32 peak" in found.source
+
+
+def test_each_backend_declares_what_it_can_do():
+    from harness.backends import backend_class
+
+    declared = {name: (backend_class(name).reports_compute_time, backend_class(name).not_localised is None)
+                for name in ("onnxruntime", "openvino", "tensorrt", "ascend")}
+    assert declared == {"onnxruntime": (False, True), "openvino": (False, True),
+                        "tensorrt": (True, True), "ascend": (True, False)}
+    ascend = backend_class("ascend")(precision="default", soc="Ascend310P3")
+    assert "msit compare" in ascend.not_localised
+    assert ascend.peak("fp16").gflops == 70_000 and ascend.peak("fp32").gflops is None

@@ -83,3 +83,24 @@ def test_the_real_runtime_accepts_the_spinning_entry(tmp_path):
     session = OnnxRuntimeBackend("fp32").open(path, {"x": (1, 3)})
     out = session.run({"x": np.array([[-1.0, 0.0, 2.0]], np.float32)})
     np.testing.assert_array_equal(out["y"], [[0.0, 0.0, 2.0]])
+
+
+@pytest.mark.parametrize("requested, math, gflops", [("fp32", "fp32", 67_000), ("default", "tf32", 494_500)])
+def test_the_cuda_provider_declares_the_gpus_peak_for_the_math_it_ran(monkeypatch, requested, math, gflops):
+    from harness.backends import onnxruntime as ort_backend
+
+    ort = fake_onnxruntime(["CUDAExecutionProvider", "CPUExecutionProvider"], [])
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    asked = []
+    monkeypatch.setattr(ort_backend, "nvidia_smi", lambda field, device=None: asked.append((field, device)) or "NVIDIA H200")
+    backend = OnnxRuntimeBackend(requested, device=1)
+    found = backend.peak(backend.precision)
+    assert asked == [("name", 1)] and found.gflops == gflops and f"dense {math} peak" in found.source
+
+
+def test_on_the_cpu_provider_the_peak_is_the_cpus(monkeypatch):
+    from harness import peak
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", fake_onnxruntime(["CPUExecutionProvider"], []))
+    monkeypatch.setattr(peak, "_matmul_floor", lambda cache_dir: 0.0)
+    assert OnnxRuntimeBackend("fp32").peak("fp32") == peak.cpu_peak("fp32")

@@ -137,11 +137,6 @@ class Backend(ABC):
         cached under ``cache_dir``); accelerator backends override it."""
         return cpu_peak(precision, cache_dir=cache_dir)
 
-    def capabilities(self) -> dict:
-        """What this backend can do, for the report."""
-        return {"compiles_ahead": self.compiles_ahead, "localises": self.localises,
-                "reports_compute_time": self.reports_compute_time}
-
     @classmethod
     @abstractmethod
     def availability(cls) -> tuple[bool, str]:
