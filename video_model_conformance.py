@@ -78,9 +78,6 @@ def add_options(parser) -> None:
       help="processes reading and preprocessing the dataset ahead of inference (default: the core count)")
     g("--cache-dir", default=".cache", metavar="DIR",
       help="converted artifacts, generated data, preprocessed samples and PyTorch reference outputs, by content")
-    g("--cache-budget", default=None, metavar="SIZE",
-      help="disk budget of --cache-dir, e.g. 40GB or 512MiB: least recently used entries are evicted, "
-           "items beyond it are decoded each pass (default: half of the cache plus its disk's free space)")
     g("--report-dir", default="reports", metavar="DIR", help="where reports/<run-id>/ is written")
     g("--save-outputs", default=None, metavar="DIR",
       help="write DIR/<model>/<backend>/bs<N>/ and DIR/<model>/torch/ in --save-layout")
@@ -92,6 +89,9 @@ def add_options(parser) -> None:
            "conformance compares them item by item with the suite's own preprocessing")
     g("--baseline", default=None, metavar="results.json",
       help="nightly gate: fail rows whose accuracy leaves its tolerance or FPS drops vs this run")
+    g("--references", default=None, metavar="FILE",
+      help="nightly gate: fail rows whose figures left the band of their pinned reference in FILE "
+           "(references/pinned.yaml; `python -m harness.references update` writes it); --baseline is then noted")
     g("--fps-regression", default=0.10, type=float, metavar="F",
       help="allowed FPS drop against --baseline as a fraction (default 0.10)")
     g("--warmup", default=None, type=int, metavar="N",

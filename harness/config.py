@@ -24,12 +24,12 @@ class RunConfig:
     # preprocessing worker processes (0: in the test process); the default uses every core
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path = Path(".cache")
-    cache_budget: int | None = None  # bytes; None: harness.cache_budget.default_budget
     report_dir: Path = Path("reports")
     save_outputs: Path | None = None
     save_layout: str = "npz"  # of --save-outputs: 'npz' per sample id, or 'ais_bench' (.bin + sumary.json)
     seed_inputs: Path | None = None  # the seeds' preprocessed folders, <dir>/<model>/
     baseline: Path | None = None
+    references: Path | None = None  # pinned references the in-run gate judges rows against
     fps_regression: float = 0.10  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)

@@ -2,8 +2,8 @@
 
 The pinned references (``harness.references``, ``references/pinned.yaml``) are what a team
 accepted; judged against them, a slow drift adds up and goes red once it leaves the band. The
-last night is the second comparison: alone (``--baseline`` without ``--references``) it is the
-gate, beside the pins it is a noted finding that fails nothing.
+last night is the second comparison: beside a row's pin it is a noted finding that fails
+nothing; for a row without a pin (reported as such), and without ``--references``, it is the gate.
 
 One comparison, :func:`compare_row`, judges a row's gated figures (results.json format 2: the
 record's ``figures``, kind ``accuracy`` with its absolute band, kind ``speed`` with the relative
@@ -57,6 +57,11 @@ class Finding:
     @property
     def failing(self) -> bool:
         return self.binding and self.kind.failing
+
+    @property
+    def reference(self) -> str:
+        """What the finding was judged against, in words."""
+        return "the pinned reference" if self.against == PINNED else "the baseline"
 
     @property
     def compared(self) -> bool:
@@ -126,7 +131,7 @@ def _compare_figure(row: str, name: str, now: dict | None, then: dict | None, fp
                                                            f"a speed needs a positive figure on both sides{source}", against)
         gain = change if higher_is_better else -change
         kind = Kind.REGRESSION if gain < -fps_fraction else Kind.IMPROVEMENT if gain > fps_fraction else Kind.WITHIN
-        return Finding(kind, row, name, f"{now_value:.6g} {unit} vs {against} {then_value:.6g} ({change:+.1%}, "
+        return Finding(kind, row, name, f"{now_value:.4g} {unit} vs {against} {then_value:.4g} ({change:+.1%}, "
                                         f"allowed {'drop' if higher_is_better else 'rise'} {fps_fraction:.0%}){source}",
                        against)
     tolerance = finite(now.get("tolerance"))
@@ -186,8 +191,8 @@ def compare_row(key: tuple, current: dict | None, baseline: dict | None, fps_fra
 
 @dataclass(frozen=True)
 class Baseline:
-    """What rows are judged against: the pinned references (binding) and the last night's run
-    (binding when there are no pins, a noted finding beside them)."""
+    """What rows are judged against: a row's pinned reference (binding) and the last night's run
+    (a noted finding beside a pin; binding for a row that has no pin)."""
     references: refs.References | None = None
     last_night: Run | None = None
 
@@ -208,7 +213,7 @@ class Baseline:
             findings += compare_row(key, current, pin.entry if pin else None, fps_fraction, PINNED, parts,
                                     f"; {pin.provenance()}" if pin else "")
         if self.last_night is not None:
-            noted = self.references is not None
+            noted = pin is not None  # a row without a pin is gated against the last night until pinned
             for finding in compare_row(key, current, self.last_night.records.get(key), fps_fraction, BASELINE, parts):
                 if not (noted and finding.kind is Kind.ERRORED):  # said once, against the pin
                     findings.append(replace(finding, binding=not noted))
@@ -253,10 +258,10 @@ def findings_record(findings: list[Finding]) -> dict:
     """What a report row keeps of its gate: failing findings, improvements and noted findings, as text."""
     return {"regressions": [str(f) for f in findings if f.failing],
             "improvements": [str(f) for f in findings if f.binding and f.kind is Kind.IMPROVEMENT],
-            "noted": [f"against the {f.against}: {f}" for f in findings if not f.binding and f.kind is not Kind.WITHIN]}
+            "noted": [f"against {f.reference}: {f}" for f in findings if not f.binding and f.kind is not Kind.WITHIN]}
 
 
-def _fractions(values: list[str]) -> tuple[float, dict[str, float]]:
+def parse_fps_regression(values: list[str]) -> tuple[float, dict[str, float]]:
     default, per_soc = 0.10, {}
     for value in values:
         soc, _, number = value.rpartition("=")
@@ -304,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.references is None and args.baseline is None:
         parser.error("give --references FILE (the pinned references), --baseline FILE (the last night), or both")
     try:
-        fps_fraction, soc_fractions = _fractions(args.fps_regression)
+        fps_fraction, soc_fractions = parse_fps_regression(args.fps_regression)
         current = load_run(args.results)
         baseline = load_baseline(args.baseline, args.references)
     except ValueError as err:

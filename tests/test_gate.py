@@ -1,5 +1,6 @@
-"""The regression gate: one row comparison, and whole runs judged from their results.json files
-(as `python -m harness.gate` does), doctored the ways a nightly goes wrong."""
+"""The regression gate: one row comparison over a row's figures, the pinned references beside the
+last night, and whole runs judged from their results.json files (as `python -m harness.gate`
+does), doctored the ways a nightly goes wrong."""
 from __future__ import annotations
 
 import copy
@@ -8,199 +9,334 @@ import math
 
 import pytest
 
-from harness import gate
+from fabricated_nights import ENVIRONMENT, drifting_nights, drop, record, set_value, write_night
+from harness import gate, references
 from harness.gate import Kind
 
 KEY = ("m", "onnxruntime", "fp32", 1)
-ENVIRONMENT = {"python": "3.11.9", "cpu": "Intel Xeon", "cores": 2, "torch": "2.13.0", "onnxruntime": "1.22.0"}
-
-
-def _record(bs=1, top1=80.0, epe=2.0, fps=100.0, **fields) -> dict:
-    return {"model": "m", "backend": "onnxruntime", "precision": "fp32", "batch_size": bs, "profile": "smoke",
-            "accuracy": {"top1": {"torch": top1, "deployed": top1, "tolerance": 0.1, "verdict": "pass",
-                                  "higher_is_better": True},
-                         "epe": {"torch": epe, "deployed": epe, "tolerance": 0.05, "verdict": "pass",
-                                 "higher_is_better": False}},
-            "conformance": {"passed": True, "outside_tolerance": 0},
-            "perf": {"fps": fps * bs, "best_fps": 1.1 * fps * bs}, **fields}
 
 
 def _kinds(findings) -> list[tuple[Kind, str]]:
     return [(f.kind, f.what) for f in findings if f.kind is not Kind.WITHIN]
 
 
-def test_a_row_within_its_bands_has_only_within_findings():
-    findings = gate.compare_row(KEY, _record(), _record(), 0.10)
+def test_a_row_within_its_bands_has_only_within_findings_and_info_figures_are_not_judged():
+    findings = gate.compare_row(KEY, record(), record(), 0.10)
     assert {f.kind for f in findings} == {Kind.WITHIN}
-    assert {f.what for f in findings} == {"top1", "epe", "fps (best round)", "conformance"}
+    assert [f.what for f in findings] == ["accuracy/epe", "accuracy/top1", "perf/fps"]
 
 
 def test_accuracy_regressions_and_improvements_follow_the_metric_direction():
-    now = _record(top1=79.0, epe=1.9)  # top1 worse by 1 (tolerance 0.1); epe better by 0.1 (tolerance 0.05)
-    findings = gate.compare_row(KEY, now, _record(), 0.10)
-    assert _kinds(findings) == [(Kind.IMPROVEMENT, "epe"), (Kind.REGRESSION, "top1")]
-    assert "REGRESSION m/onnxruntime/fp32/bs1 top1: 79 vs baseline 80 (tolerance ±0.1)" in map(str, findings)
-    assert _kinds(gate.compare_row(KEY, _record(epe=2.1), _record(), 0.10)) == [(Kind.REGRESSION, "epe")]
+    now = record(top1=79.0, epe=1.9)  # top1 worse by 1 (tolerance 0.1); epe better by 0.1 (tolerance 0.05)
+    findings = gate.compare_row(KEY, now, record(), 0.10)
+    assert _kinds(findings) == [(Kind.IMPROVEMENT, "accuracy/epe"), (Kind.REGRESSION, "accuracy/top1")]
+    assert "REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79% vs baseline 80% (-1%, tolerance ±0.1)" in map(str, findings)
+    assert _kinds(gate.compare_row(KEY, record(epe=2.1), record(), 0.10)) == [(Kind.REGRESSION, "accuracy/epe")]
 
 
 def test_fps_is_judged_by_the_allowed_drop():
-    assert _kinds(gate.compare_row(KEY, _record(fps=80.0), _record(), 0.10)) == [(Kind.REGRESSION, "fps (best round)")]
-    assert _kinds(gate.compare_row(KEY, _record(fps=95.0), _record(), 0.10)) == []
-    assert _kinds(gate.compare_row(KEY, _record(fps=120.0), _record(), 0.10)) == [(Kind.IMPROVEMENT, "fps (best round)")]
+    assert _kinds(gate.compare_row(KEY, record(fps=80.0), record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
+    assert _kinds(gate.compare_row(KEY, record(fps=95.0), record(), 0.10)) == []
+    assert _kinds(gate.compare_row(KEY, record(fps=120.0), record(), 0.10)) == [(Kind.IMPROVEMENT, "perf/fps")]
+    assert "80 fps vs baseline 100 (-20.0%, allowed drop 10%)" in str(gate.compare_row(KEY, record(fps=80.0), record(), 0.1)[-1])
 
 
-def test_a_partial_record_compares_only_what_it_has():
+def test_a_new_figure_is_gated_with_no_edit_in_the_gate():
+    now, then = record(), record()
+    for row, value in ((now, 30.0), (then, 31.0)):
+        row["figures"].append({"part": "accuracy", "name": "psnr", "value": value, "unit": "dB",
+                               "higher_is_better": True, "kind": "accuracy", "tolerance": 0.5})
+    assert _kinds(gate.compare_row(KEY, now, then, 0.10)) == [(Kind.REGRESSION, "accuracy/psnr")]
+
+
+def test_a_partial_record_compares_only_the_parts_it_holds():
     """The in-run tests hand over their own part of the row: accuracy without perf and so on."""
-    accuracy_only = {"profile": "smoke", "accuracy": _record(top1=79.0)["accuracy"]}
-    findings = gate.compare_row(KEY, accuracy_only, _record(), 0.10)
-    assert {f.what for f in findings} == {"top1", "epe"}
-    perf_only = {"profile": "smoke", "perf": {"fps": 50.0}}
-    assert _kinds(gate.compare_row(KEY, perf_only, _record(), 0.10)) == [(Kind.REGRESSION, "fps (best round)")]
+    accuracy_only = drop(record(top1=79.0), "perf/fps")
+    assert {f.what for f in gate.compare_row(KEY, accuracy_only, record(), 0.10)} == {"accuracy/top1", "accuracy/epe"}
+    perf_only = drop(drop(record(fps=50.0), "accuracy/top1"), "accuracy/epe")
+    assert _kinds(gate.compare_row(KEY, perf_only, record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, None, "n/a"])
-def test_a_figure_the_baseline_has_and_this_run_cannot_compare_fails(value):
-    now = _record()
-    now["accuracy"]["top1"]["deployed"] = value
-    now["perf"]["best_fps"] = now["perf"]["fps"] = value
-    found = _kinds(gate.compare_row(KEY, now, _record(), 0.10))
-    assert found == [(Kind.NOT_COMPARABLE, "top1"), (Kind.NOT_COMPARABLE, "fps (best round)")]
-    assert all(k.failing for k, _ in found)
+@pytest.mark.parametrize("side", ["this run", "baseline"])
+def test_a_figure_present_on_one_side_and_not_finite_on_the_other_fails_named(value, side):
+    broken = set_value(set_value(record(), "accuracy/top1", value), "perf/fps", value)
+    now, then = (broken, record()) if side == "this run" else (record(), broken)
+    found = gate.compare_row(KEY, now, then, 0.10)
+    assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/top1"), (Kind.NOT_COMPARABLE, "perf/fps")]
+    assert all(f.failing for f in found if f.kind is Kind.NOT_COMPARABLE)
 
 
-def test_a_metric_missing_from_this_run_fails_and_one_without_samples_in_both_is_fine():
-    now = _record()
-    del now["accuracy"]["epe"]
-    assert _kinds(gate.compare_row(KEY, now, _record(), 0.10)) == [(Kind.MISSING, "epe")]
-    both_empty = _record()
-    both_empty["accuracy"]["epe"].update(torch=math.nan, deployed=math.nan, verdict="n/a")
+def test_a_figure_absent_on_one_side_fails_and_one_absent_on_both_is_fine():
+    assert _kinds(gate.compare_row(KEY, drop(record(), "accuracy/epe"), record(), 0.10)) == [(Kind.MISSING, "accuracy/epe")]
+    found = gate.compare_row(KEY, record(), drop(record(), "accuracy/epe"), 0.10)
+    assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/epe")] and found[0].failing
+    both_empty = set_value(record(), "accuracy/epe", math.nan)
     assert _kinds(gate.compare_row(KEY, both_empty, copy.deepcopy(both_empty), 0.10)) == []
 
 
 def test_errored_and_out_of_memory_rows():
-    errored = {"profile": "smoke", "status": "error", "reason": "RuntimeError: AI Core exception"}
+    errored = {"profile": "smoke", "status": "error", "error": {"type": "RuntimeError", "message": "AI Core exception"}}
     assert [str(f) for f in gate.compare_row(KEY, errored, None, 0.10)] == [
         "ERRORED m/onnxruntime/fp32/bs1 row: RuntimeError: AI Core exception"]
-    oom = {"profile": "smoke", "status": "oom", "reason": "aclrtMalloc failed",
-           "perf": {"status": "oom", "reference_fps": "oom"}}
+    oom = {"profile": "smoke", "status": "oom", "error": {"type": "MemoryError", "message": "aclrtMalloc failed"}}
     assert gate.compare_row(KEY, oom, copy.deepcopy(oom), 0.10) == []  # the seed's expected row, both nights
-    found = gate.compare_row(KEY, oom, _record(), 0.10)
+    found = gate.compare_row(KEY, oom, record(), 0.10)
     assert _kinds(found) == [(Kind.ERRORED, "row")] and "aclrtMalloc failed" in str(found[0])
-    assert _kinds(gate.compare_row(KEY, _record(), oom, 0.10)) == [(Kind.IMPROVEMENT, "row")]
+    assert _kinds(gate.compare_row(KEY, record(), oom, 0.10)) == [(Kind.IMPROVEMENT, "row")]
 
 
 def test_rows_at_other_shapes_are_not_compared():
-    found = gate.compare_row(KEY, _record(profile="full"), _record(), 0.10)
+    found = gate.compare_row(KEY, record(profile="full"), record(), 0.10)
     assert _kinds(found) == [(Kind.NOT_COMPARABLE, "row")] and "full" in str(found[0]) and "smoke" in str(found[0])
 
 
-def test_a_conformance_that_stopped_passing_is_a_regression():
-    now = _record(conformance={"passed": False, "outside_tolerance": 12})
-    assert _kinds(gate.compare_row(KEY, now, _record(), 0.10)) == [(Kind.REGRESSION, "conformance")]
+def test_findings_record_keeps_failing_improved_and_noted_findings_as_text():
+    findings = gate.compare_row(KEY, record(top1=79.0, fps=200.0), record(), 0.10)
+    kept = gate.findings_record(findings + [gate.Finding(Kind.REGRESSION, "r", "perf/fps", "x", binding=False)])
+    assert kept["regressions"] == ["REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79% vs baseline 80% (-1%, tolerance ±0.1)"]
+    assert len(kept["improvements"]) == 1 and "perf/fps" in kept["improvements"][0]
+    assert kept["noted"] == ["against the baseline: REGRESSION r perf/fps: x"]
 
 
-def test_findings_record_keeps_failing_findings_and_improvements_as_text():
-    findings = gate.compare_row(KEY, _record(top1=79.0, fps=200.0), _record(), 0.10)
-    kept = gate.findings_record(findings)
-    assert kept["regressions"] == ["REGRESSION m/onnxruntime/fp32/bs1 top1: 79 vs baseline 80 (tolerance ±0.1)"]
-    assert len(kept["improvements"]) == 1 and "fps" in kept["improvements"][0]
+# -- the pinned references beside the last night -----------------------------------------------------
+
+def _pin(tmp_path, records, run_id="accepted"):
+    path = tmp_path / "pinned.yaml"
+    references.update(write_night(tmp_path, run_id, records), path)
+    return path
+
+
+def test_the_pin_binds_and_the_last_night_is_noted(tmp_path):
+    baseline = gate.load_baseline(write_night(tmp_path, "last", [record(fps=60.0)]), _pin(tmp_path, [record()]))
+    findings = baseline.judge(KEY, record(fps=55.0), 0.10)
+    failing = [f for f in findings if f.failing]
+    assert [(f.kind, f.what, f.against) for f in failing] == [(Kind.REGRESSION, "perf/fps", "pinned")]
+    assert "55 fps vs pinned 100 (-45.0%, allowed drop 10%); pinned from run accepted (commit abc1234, 2026-11-20" \
+        in str(failing[0])
+    noted = [f for f in findings if not f.binding]
+    assert {(f.kind, f.what, f.against) for f in noted} >= {(Kind.WITHIN, "perf/fps", "baseline")}
+    # against the last night alone, the same figure is inside its band
+    assert not [f for f in gate.load_baseline(write_night(tmp_path, "last", [record(fps=60.0)])).judge(
+        KEY, record(fps=55.0), 0.10) if f.failing]
+
+
+def test_a_row_without_a_pin_is_reported_not_failed_and_a_pinned_figure_now_broken_fails(tmp_path):
+    baseline = gate.load_baseline(references=_pin(tmp_path, [record()]))
+    found = baseline.judge(("m", "onnxruntime", "fp32", 2), record(bs=2), 0.10)
+    assert [(f.kind, f.failing) for f in found] == [(Kind.NO_REFERENCE, False)]
+    assert "m/onnxruntime/fp32/bs2 (smoke profile, no soc) has no pinned reference" in str(found[0])
+    found = baseline.judge(KEY, set_value(record(), "accuracy/top1", math.nan), 0.10)
+    assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/top1")] and found[-1].failing is not None
+    assert [f for f in found if f.failing][0].what == "accuracy/top1"
+
+
+def test_a_row_without_a_pin_is_gated_against_the_last_night(tmp_path):
+    baseline = gate.load_baseline(write_night(tmp_path, "last", [record(1), record(2)]), _pin(tmp_path, [record(1)]))
+    found = baseline.judge(("m", "onnxruntime", "fp32", 2), record(2, fps=50.0), 0.10)
+    assert [(f.kind, f.against, f.failing) for f in found if f.kind is not Kind.WITHIN] == [
+        (Kind.NO_REFERENCE, "pinned", False), (Kind.REGRESSION, "baseline", True)]
+    pinned_row = baseline.judge(KEY, record(1, fps=50.0), 0.10)
+    assert [(f.against, f.failing) for f in pinned_row if f.kind is Kind.REGRESSION] == [("pinned", True), ("baseline", False)]
+
+
+def test_a_pin_is_per_soc_and_profile(tmp_path):
+    baseline = gate.load_baseline(references=_pin(tmp_path, [record(soc="Ascend310P3", profile="full")]))
+    assert _kinds(baseline.judge(KEY, record(), 0.10)) == [(Kind.NO_REFERENCE, "row")]
+    assert _kinds(baseline.judge(KEY, record(soc="Ascend310P3", profile="full", fps=50.0), 0.10)) == [
+        (Kind.REGRESSION, "perf/fps")]
 
 
 # -- whole runs, as the nightly compares them ------------------------------------------------------
 
-def _write_run(tmp_path, name, records, environment=ENVIRONMENT):
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"run_id": name, "environment": environment, "records": records}))
-    return str(path)
-
-
 def _night(bs=(1, 2)):
-    return [_record(b) for b in bs]
+    return [record(b) for b in bs]
 
 
-def _gate(capsys, new, old, *options) -> tuple[int, str]:
-    status = gate.main([new, "--baseline", old, *options])
+def _gate(capsys, new, *options) -> tuple[int, str]:
+    status = gate.main([str(new), *map(str, options)])
     captured = capsys.readouterr()
     return status, captured.out + captured.err
 
 
 def test_a_run_against_itself_passes(tmp_path, capsys):
-    run = _write_run(tmp_path, "run", _night())
-    status, out = _gate(capsys, run, run)
+    run = write_night(tmp_path, "run", _night())
+    status, out = _gate(capsys, run, "--baseline", run)
     assert status == 0, out
-    assert "8 figure(s) compared over 2 common row(s)" in out and "note:" not in out
+    assert "6 figure(s) compared over 2 row(s)" in out and "note:" not in out
 
 
 def test_a_row_missing_from_the_new_run_fails_naming_it(tmp_path, capsys):
-    old = _write_run(tmp_path, "old", _night())
-    new = _write_run(tmp_path, "new", _night(bs=(1,)))
-    status, out = _gate(capsys, new, old)
+    old = write_night(tmp_path, "old", _night())
+    status, out = _gate(capsys, write_night(tmp_path, "new", _night(bs=(1,))), "--baseline", old)
     assert status == 1
-    assert "MISSING m/onnxruntime/fp32/bs2 row: in the baseline, not in this run" in out
+    assert "MISSING m/onnxruntime/fp32/bs2 row: in the baseline rows, not in this run" in out
+    status, out = _gate(capsys, write_night(tmp_path, "new", _night(bs=(1,))), "--references", _pin(tmp_path, _night()))
+    assert status == 1 and "MISSING m/onnxruntime/fp32/bs2 row: in the pinned rows, not in this run" in out
 
 
-def test_a_part_missing_from_a_row_fails_naming_it(tmp_path, capsys):
-    """The old nightly's accuracy step failing skipped perf: that night must not pass the gate."""
+def test_a_part_missing_from_a_row_fails_naming_each_figure(tmp_path, capsys):
+    """A failing accuracy step that skipped perf: that night must not pass the gate."""
     records = _night()
-    del records[1]["perf"]
-    status, out = _gate(capsys, _write_run(tmp_path, "new", records), _write_run(tmp_path, "old", _night()))
-    assert status == 1 and "MISSING m/onnxruntime/fp32/bs2 perf: in the baseline row, not in this run's" in out
+    drop(records[1], "perf/fps")
+    status, out = _gate(capsys, write_night(tmp_path, "new", records), "--baseline", write_night(tmp_path, "old", _night()))
+    assert status == 1 and "MISSING m/onnxruntime/fp32/bs2 perf/fps: baseline 200, this run has no figure" in out
 
 
 def test_an_errored_row_fails_naming_it_and_its_reason(tmp_path, capsys):
     records = _night()
-    records[0] = {**{k: records[0][k] for k in ("model", "backend", "precision", "batch_size", "profile")},
-                  "status": "error", "reason": "InvalidArgument: input x has shape [1,3] expected [1,3,16]"}
-    status, out = _gate(capsys, _write_run(tmp_path, "new", records), _write_run(tmp_path, "old", _night()))
+    records[0] = {**{k: records[0][k] for k in ("model", "backend", "precision", "batch_size", "profile", "soc")},
+                  "status": "error", "error": {"type": "InvalidArgument", "message": "input x has shape [1,3]"}}
+    status, out = _gate(capsys, write_night(tmp_path, "new", records), "--baseline", write_night(tmp_path, "old", _night()))
     assert status == 1
-    assert "ERRORED m/onnxruntime/fp32/bs1 row: InvalidArgument: input x has shape" in out
+    assert "ERRORED m/onnxruntime/fp32/bs1 row: InvalidArgument: input x has shape [1,3]" in out
 
 
-def test_a_nan_figure_fails_as_not_comparable(tmp_path, capsys):
-    records = _night()
-    records[1]["accuracy"]["top1"]["deployed"] = math.nan  # json writes NaN, as results.json does
-    status, out = _gate(capsys, _write_run(tmp_path, "new", records), _write_run(tmp_path, "old", _night()))
-    assert status == 1 and "NOT COMPARABLE m/onnxruntime/fp32/bs2 top1: deployed nan" in out
+def test_a_baseline_with_nan_accuracy_is_not_compared_on_fps_alone(tmp_path, capsys):
+    """Issue 18: a baseline whose accuracy figures are NaN passed as '0 not comparable'."""
+    broken = [set_value(set_value(record(b), "accuracy/top1", math.nan), "accuracy/epe", math.nan) for b in (1, 2)]
+    status, out = _gate(capsys, write_night(tmp_path, "new", _night()), "--baseline", write_night(tmp_path, "old", broken))
+    assert status == 1
+    assert "NOT COMPARABLE m/onnxruntime/fp32/bs1 accuracy/top1: this run 80, the baseline has nan" in out
+    assert "4 not comparable" in out
 
 
 def test_expected_out_of_memory_rows_in_both_runs_pass(tmp_path, capsys):
     oom = {"model": "m", "backend": "onnxruntime", "precision": "fp32", "batch_size": 4, "profile": "smoke",
-           "status": "oom", "reason": "out of memory", "perf": {"status": "oom", "reference_fps": "oom"}}
+           "soc": None, "status": "oom", "error": {"type": "MemoryError", "message": "out of memory"}, "figures": []}
     night = _night() + [oom]
-    status, out = _gate(capsys, _write_run(tmp_path, "new", night), _write_run(tmp_path, "old", copy.deepcopy(night)))
+    status, out = _gate(capsys, write_night(tmp_path, "new", night), "--baseline", write_night(tmp_path, "old", copy.deepcopy(night)))
     assert status == 0, out
 
 
 def test_different_machines_or_tool_versions_are_noted_not_failed(tmp_path, capsys):
     other = {**ENVIRONMENT, "cpu": "AMD EPYC", "onnxruntime": "1.23.0"}
-    status, out = _gate(capsys, _write_run(tmp_path, "new", _night(), other), _write_run(tmp_path, "old", _night()))
+    status, out = _gate(capsys, write_night(tmp_path, "new", _night(), environment=other),
+                        "--baseline", write_night(tmp_path, "old", _night()))
     assert status == 0
-    assert ("note: the two runs come from different machines or tool versions: "
-            "cpu: 'Intel Xeon' -> 'AMD EPYC'; onnxruntime: '1.22.0' -> '1.23.0'") in out
+    assert ("note: this run and the baseline {} come from different machines or tool versions: "
+            "cpu: 'Intel Xeon' -> 'AMD EPYC'; onnxruntime: '1.22.0' -> '1.23.0'").format(tmp_path / "old" / "results.json") in out
 
 
-def test_a_row_run_with_other_runtime_settings_is_noted(tmp_path, capsys):
-    new, old = _night(), _night()
-    new[0]["environment"], old[0]["environment"] = {"providers": "['CPUExecutionProvider']"}, {"providers": "['CUDAExecutionProvider']"}
-    status, out = _gate(capsys, _write_run(tmp_path, "new", new), _write_run(tmp_path, "old", old))
-    assert status == 0 and ("note: m/onnxruntime/fp32/bs1 ran with other runtime settings: "
-                            "providers: \"['CUDAExecutionProvider']\" -> \"['CPUExecutionProvider']\"") in out
+def test_a_slower_night_fails_and_the_allowed_drop_is_an_option_per_soc(tmp_path, capsys):
+    slow = [record(1, fps=80.0), record(1, fps=80.0, soc="Ascend310P3", backend="ascend")]
+    fast = [record(1), record(1, soc="Ascend310P3", backend="ascend")]
+    new, old = write_night(tmp_path, "new", slow), write_night(tmp_path, "old", fast)
+    status, out = _gate(capsys, new, "--baseline", old)
+    assert status == 1 and "REGRESSION m/onnxruntime/fp32/bs1 perf/fps: 80 fps vs baseline 100 (-20.0%, allowed drop 10%)" in out
+    status, out = _gate(capsys, new, "--baseline", old, "--fps-regression=0.3")
+    assert status == 0, out
+    status, out = _gate(capsys, new, "--baseline", old, "--fps-regression=0.3", "--fps-regression=Ascend310P3=0.1")
+    assert status == 1 and "REGRESSION m/ascend/fp32/bs1 perf/fps" in out and "onnxruntime/fp32/bs1 perf" not in out
 
 
-def test_a_slower_night_fails_and_the_allowed_drop_is_an_option(tmp_path, capsys):
-    slow = [_record(b, fps=80.0) for b in (1, 2)]
-    new, old = _write_run(tmp_path, "new", slow), _write_run(tmp_path, "old", _night())
-    status, out = _gate(capsys, new, old)
-    assert status == 1 and "REGRESSION m/onnxruntime/fp32/bs1 fps (best round): 88 vs baseline 110" in out
-    assert _gate(capsys, new, old, "--fps-regression=0.3")[0] == 0
-
-
-def test_nothing_comparable_and_unreadable_files_exit_2(tmp_path, capsys):
-    empty = _write_run(tmp_path, "empty", [])
-    status, out = _gate(capsys, empty, empty)
-    assert status == 2 and "nothing was gated" in out
-    (tmp_path / "broken.json").write_text("{")
+@pytest.mark.parametrize("content, message", [
+    ("{", "not JSON"),
+    (json.dumps({"run_id": "old", "records": []}), "results.json format 1, this suite reads format 2"),
+    (json.dumps({"format": 2, "records": [{"model": "m"}]}), "record 0 lacks backend, precision, batch_size"),
+])
+def test_a_baseline_that_cannot_be_read_is_a_usage_error_naming_the_file(tmp_path, capsys, content, message):
+    broken = tmp_path / "broken.json"
+    broken.write_text(content)
     with pytest.raises(SystemExit) as exit_info:
-        gate.main([str(tmp_path / "broken.json"), "--baseline", empty])
+        gate.main([str(write_night(tmp_path, "new", _night())), "--baseline", str(broken)])
     assert exit_info.value.code == 2
-    assert "broken.json: not a results.json written by this suite" in capsys.readouterr().err
+    assert f"{broken}: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("rows: [", "not YAML"),
+    ("format: 7\nrows: []\n", "pinned-references format 7, this suite reads format 1"),
+    ("format: 1\nruns: {}\nrows:\n- {model: m}\n", "row 0 lacks backend, precision, batch_size, profile, soc"),
+])
+def test_references_that_cannot_be_read_are_a_usage_error_naming_the_file(tmp_path, capsys, content, message):
+    broken = tmp_path / "pinned.yaml"
+    broken.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        gate.main([str(write_night(tmp_path, "new", _night())), "--references", str(broken)])
+    assert exit_info.value.code == 2 and f"{broken}: {message}" in capsys.readouterr().err
+
+
+def test_nothing_comparable_exits_2_and_the_gate_needs_something_to_compare_with(tmp_path, capsys):
+    empty = write_night(tmp_path, "empty", [])
+    status, out = _gate(capsys, empty, "--baseline", empty)
+    assert status == 2 and "nothing was gated" in out
+    with pytest.raises(SystemExit) as exit_info:
+        gate.main([str(empty)])
+    assert exit_info.value.code == 2 and "give --references FILE" in capsys.readouterr().err
+
+
+def test_the_verdict_is_written_as_markdown_for_the_job_summary(tmp_path, capsys):
+    markdown = tmp_path / "gate.md"
+    status, _ = _gate(capsys, write_night(tmp_path, "new", [record(1, fps=50.0), record(2)]),
+                      "--references", _pin(tmp_path, [record(1)]), "--markdown", markdown)
+    text = markdown.read_text()
+    assert status == 1 and text.startswith("## Gate\n\n**RED**:")
+    assert "### Failing\n\n- REGRESSION m/onnxruntime/fp32/bs1 perf/fps: 50 fps vs pinned 100 (-50.0%" in text
+    assert "### Without a pinned reference\n\n- NO PINNED REFERENCE m/onnxruntime/fp32/bs2 row" in text
+
+
+# -- the slow drift the pins exist for (issue 20's done-when) ----------------------------------------
+
+def test_a_slow_drift_is_red_against_the_pin_and_green_against_each_last_night(tmp_path, capsys):
+    nights = drifting_nights(tmp_path / "reports", 8)
+    pinned = tmp_path / "pinned.yaml"
+    references.update(nights[0], pinned)
+    for before, after in zip(nights, nights[1:]):  # the ratchet: every night inside the last night's band
+        status, out = _gate(capsys, after, "--baseline", before)
+        assert status == 0, out
+    status, out = _gate(capsys, nights[-1], "--references", pinned, "--baseline", nights[-2])
+    assert status == 1
+    assert ("REGRESSION m/onnxruntime/fp32/bs1 perf/fps: 55.78 fps vs pinned 100 (-44.2%, allowed drop 10%); "
+            "pinned from run night-0 (commit abc1234, 2026-11-20T02:00:00+00:00)") in out
+    assert "REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79.72% vs pinned 80% (-0.28%, tolerance ±0.1)" in out
+    assert "m/onnxruntime/fp32/bs2" not in out.split("figure(s) compared")[0]
+    assert "note (against the last night, not gated)" not in out  # last night: every figure within its band
+
+
+# -- the gate in the run ---------------------------------------------------------------------------
+
+IN_RUN = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy or perf", "--loop=3")
+IN_RUN_TESTS = ("test_accuracy.py", "test_perf.py")
+
+
+def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_suite, tmp_path):
+    """--references in the run: green against a pin of the night as it was; red naming the row,
+    the figure and the pin when the pin is better, whatever the last night says."""
+    night = run_suite(*IN_RUN, tests=IN_RUN_TESTS)
+    night.assert_outcomes(passed=2)
+    faithful = tmp_path / "faithful" / "results.json"
+    faithful.parent.mkdir()
+    faithful.write_text(json.dumps(night.results))
+    as_it_was = tmp_path / "as_it_was.yaml"
+    references.update(faithful, as_it_was)
+    run_suite(*IN_RUN, f"--references={as_it_was}", f"--baseline={faithful}", "--fps-regression=0.9",
+              tests=IN_RUN_TESTS).assert_outcomes(passed=2)
+    better = json.loads(faithful.read_text())
+    for f in (f for r in better["records"] for f in r["figures"]):
+        f["value"] = {"top1": 50.0, "best_fps": 1e6}.get(f["name"], f["value"])
+    doctored = tmp_path / "better" / "results.json"
+    doctored.parent.mkdir()
+    doctored.write_text(json.dumps({**better, "run_id": "the-better-night"}))
+    pinned = tmp_path / "pinned.yaml"
+    references.update(doctored, pinned)
+    red = run_suite(*IN_RUN, f"--references={pinned}", f"--baseline={faithful}", "--fps-regression=0.9",
+                    tests=IN_RUN_TESTS)
+    red.assert_outcomes(failed=2)
+    red.stdout.fnmatch_lines([
+        "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 accuracy/top1: * vs pinned 50%"
+        "*pinned from run the-better-night*",
+        "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 perf/best_fps: * vs pinned 1e+06*"],
+        consecutive=False)
+
+
+def test_a_gate_file_that_cannot_be_read_stops_the_run_before_any_row(run_suite, tmp_path):
+    broken = tmp_path / "pinned.yaml"
+    broken.write_text("rows: [")
+    result = run_suite(*IN_RUN, f"--references={broken}", tests=IN_RUN_TESTS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--references {broken}: not YAML" in result.stderr.str()
+    corrupt = tmp_path / "results.json"
+    corrupt.write_text('{"format": 2, "records": [')
+    result = run_suite(*IN_RUN, f"--baseline={corrupt}", tests=IN_RUN_TESTS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and f"--baseline {corrupt}: not JSON" in result.stderr.str()

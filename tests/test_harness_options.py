@@ -12,7 +12,7 @@ from fixtures.options import resolve_options
 def options(**overrides):
     defaults = dict(backend=None, precision=None, soc=None, devices="0", profile="smoke", weights_dir=None,
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
-                    report_dir="reports", save_outputs=None, baseline=None, fps_regression=0.10,
+                    report_dir="reports", save_outputs=None, baseline=None, references=None, fps_regression=0.10,
                     accept_bad_items=None, accept_missing=False, workers=None, warmup=None, loop=None, save_layout="npz",
                     seed_inputs=None)
     return SimpleNamespace(**{**defaults, **overrides})
@@ -56,6 +56,22 @@ def test_lists_are_parsed():
 def test_usage_errors_say_what_is_wrong(overrides, message):
     with pytest.raises(pytest.UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("'", ".")):
         resolve_options(options(**overrides))
+
+
+@pytest.mark.parametrize("option, content, message", [
+    ("baseline", "{", "--baseline {path}: not JSON"),
+    ("baseline", '{"run_id": "old", "records": []}', "--baseline {path}: results.json format 1, this suite reads format 2"),
+    ("references", "format: 1\nrows: [", "--references {path}: not YAML"),
+    ("references", "format: 0\n", "--references {path}: pinned-references format 0"),
+    ("references", None, "--references {path}: no such file (expected a pinned-references file"),
+])
+def test_a_gate_file_that_cannot_be_read_stops_the_run_at_start_naming_it(tmp_path, option, content, message):
+    path = tmp_path / "file"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(pytest.UsageError) as err:
+        resolve_options(options(**{option: str(path)}))
+    assert message.format(path=path) in str(err.value)
 
 
 @pytest.mark.skipif(shutil.which("atc") is not None, reason="the Ascend toolkit is installed here")
