@@ -78,6 +78,9 @@ def add_options(parser) -> None:
       help="processes reading and preprocessing the dataset ahead of inference (default: the core count)")
     g("--cache-dir", default=".cache", metavar="DIR",
       help="converted artifacts, generated data, preprocessed samples and PyTorch reference outputs, by content")
+    g("--cache-budget", default=None, metavar="SIZE",
+      help="disk budget of --cache-dir, e.g. 40GB or 512MiB: least recently used entries are evicted, "
+           "items beyond it are decoded each pass (default: half of the cache plus its disk's free space)")
     g("--report-dir", default="reports", metavar="DIR", help="where reports/<run-id>/ is written")
     g("--save-outputs", default=None, metavar="DIR",
       help="write DIR/<model>/<backend>/bs<N>/ and DIR/<model>/torch/ in --save-layout")

@@ -24,6 +24,7 @@ class RunConfig:
     # preprocessing worker processes (0: in the test process); the default uses every core
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path = Path(".cache")
+    cache_budget: int | None = None  # bytes; None: harness.cache_budget.default_budget
     report_dir: Path = Path("reports")
     save_outputs: Path | None = None
     save_layout: str = "npz"  # of --save-outputs: 'npz' per sample id, or 'ais_bench' (.bin + sumary.json)
