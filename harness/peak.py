@@ -7,6 +7,10 @@ beside this module. A device, precision or clock the table cannot bound gets no 
 (``Peak.gflops`` None, ``Peak.source`` saying why), so no fraction of peak is reported for it:
 a fraction is only worth printing when its denominator bounds what any runtime can reach.
 
+The clock is never /proc/cpuinfo's "cpu MHz": that is the current or nominal clock (2596 MHz on
+this project's KVM guest, where ONNX Runtime's MatMul alone implies at least 3.2 GHz at 32 FLOP
+per cycle), not the highest one.
+
 The CPU figure is checked against what ONNX Runtime's fp32 MatMul reaches here (measured once
 per CPU and runtime version, cached): a table row that puts the peak below a measurement is
 wrong for this CPU, and the peak says so instead of giving a fraction above 1.
@@ -108,6 +112,9 @@ def _cpu_row(i: int, entry: dict, where: Path) -> CpuRow:
     max_ghz = entry.get("max_ghz")
     if max_ghz is not None and not entry.get("max_ghz_source"):
         raise ValueError(f"{label}: max_ghz needs a max_ghz_source")
+    models = entry.get("models", [])
+    if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(m, int) for m in r) for r in models):
+        raise ValueError(f"{label}: models: expected [[first, last], ...] model numbers, got {models!r}")
     return CpuRow(name, figures, entry["source"], entry.get("vendor"), entry.get("family"),
                   tuple(tuple(r) for r in entry.get("models", ())), entry.get("model_name"),
                   frozenset(entry.get("flags", ())),
@@ -124,7 +131,10 @@ def _accelerator_row(i: int, entry: dict, where: Path) -> AcceleratorRow:
         raise ValueError(f"{label}: expected match, source and at least one of "
                          f"{', '.join(ACCELERATOR_MATH)} (dense TFLOPS); unknown keys: "
                          f"{', '.join(unknown) or 'none'}")
-    re.compile(entry["match"])
+    try:
+        re.compile(entry["match"])
+    except re.error as error:
+        raise ValueError(f"{label}: match {entry['match']!r} is not a regular expression ({error})") from None
     return AcceleratorRow(name, entry["match"], figures, entry["source"])
 
 
@@ -132,7 +142,10 @@ def _accelerator_row(i: int, entry: dict, where: Path) -> AcceleratorRow:
 def load_table(path: Path = TABLE) -> tuple[tuple[CpuRow, ...], tuple[AcceleratorRow, ...]]:
     """The [[cpu]] and [[accelerator]] rows of ``path``, checked: each has a source and
     positive figures under known precision names."""
-    data = tomllib.loads(Path(path).read_text())
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
     return (tuple(_cpu_row(i, e, path) for i, e in enumerate(data.get("cpu", []))),
             tuple(_accelerator_row(i, e, path) for i, e in enumerate(data.get("accelerator", []))))
 

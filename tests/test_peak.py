@@ -53,11 +53,22 @@ def test_an_undocumented_device_or_precision_has_no_peak_and_says_why(device, ma
     ('name = "x"\nflags = ["avx"]\nfp32 = -16\nsource = "s"', "fp32: expected a positive number, got -16"),
     ('name = "x"\nflags = ["avx"]\nfp64 = 16\nsource = "s"', "unknown keys: fp64"),
     ('name = "x"\nflags = ["avx"]\nfp32 = 16\nmax_ghz = 3.0\nsource = "s"', "max_ghz needs a max_ghz_source"),
+    ('name = "x"\nmodels = [17]\nfp32 = 16\nsource = "s"', "models: expected \\[\\[first, last\\], ...\\]"),
 ])
 def test_a_bad_cpu_row_is_refused_naming_it(tmp_path, entry, message):
     table = tmp_path / "peaks.toml"
     table.write_text(f"[[cpu]]\n{entry}\n")
     with pytest.raises(ValueError, match=f"peaks.toml: \\[\\[cpu\\]\\] 'x'.*{message}"):
+        peak.load_table(table)
+
+
+def test_a_bad_accelerator_row_or_file_is_refused_naming_it(tmp_path):
+    table = tmp_path / "peaks.toml"
+    table.write_text('[[accelerator]]\nname = "y"\nmatch = "(T4"\nfp16 = 65.0\nsource = "s"\n')
+    with pytest.raises(ValueError, match="peaks.toml: \\[\\[accelerator\\]\\] 'y': match '\\(T4' is not a regular"):
+        peak.load_table(table)
+    table.write_text("[[cpu]\n")
+    with pytest.raises(ValueError, match="peaks.toml: not valid TOML"):
         peak.load_table(table)
 
 
