@@ -8,8 +8,10 @@ seeds write (markdown tables, fenced shell commands); a new seed in another form
 which is the point: it then needs a look.
 
 Difference keys: ``atc:<flag>``, ``input:<name>``, ``output:<name>``, ``fps:<soc>:<batch size>``,
-``published:<metric>`` (a card figure the seed lacks) and ``published:<figure>`` (a seed figure
-no card metric carries).
+``published:<metric>`` (a card figure the seed lacks), ``published:<figure>`` (a seed figure
+no card metric carries) and ``postprocess:<metric>`` (the seed's postprocess script computes the
+published metric with other arithmetic than the suite's scorer: both are applied to the same
+outputs here, the gap must be declared with its size and lie inside the published band).
 """
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from harness.backends.ascend import atc_command, static_input_shapes
-from harness.spec import OOM, ModelSpec
+from harness.spec import OOM, ModelSpec, Sample
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 # the seeds' example ${chip_name} (their `npu-smi info` shows 310P3); their commands prefix 'Ascend'
@@ -287,9 +291,93 @@ def published_differences(spec: ModelSpec, text: str) -> dict[str, str]:
     return differences
 
 
+# --- the seeds' postprocess arithmetic, reimplemented from their scripts ---------------------
+
+def efficient3dcnn_seed_topk(clip_scores: np.ndarray, clip_videos: list[str], labels: dict[str, int],
+                             listed: int, k: int) -> float:
+    """Efficient-3DCNNs_postprocess.py with upstream's eval_ucf101: clips in .info order, softmaxed
+    and averaged per video, a video scored when the next video's first clip arrives (so the last
+    one never is), hits divided by every video the annotation lists; in percent."""
+    scored, buffer, previous = {}, [], None
+    for scores, video in zip(clip_scores, clip_videos):
+        if previous is not None and video != previous:
+            scored[previous] = np.mean(buffer, axis=0)
+            buffer = []
+        probabilities = np.exp(scores - scores.max())
+        buffer.append(probabilities / probabilities.sum())
+        previous = video
+    hits = sum(labels[v] in np.argsort(s)[::-1][:k] for v, s in scored.items())
+    return 100.0 * hits / listed
+
+
+def flavr_seed_ssim_psnr(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """FLAVR_postprocess.py's myutils.eval_metrics on one frame: SSIM as pytorch_msssim's
+    ssim_matlab (one (C, H, W) volume, an 11x11x11 Gaussian of sigma 1.5 after replicate padding
+    of 5, both frames clamped) and the squared error's mean, both in float32 as torch holds them."""
+    a = torch.from_numpy(np.clip(pred, 0, 1).astype(np.float32))[None, None]
+    b = torch.from_numpy(np.clip(gt, 0, 1).astype(np.float32))[None, None]
+    size = min(11, a.shape[3], a.shape[4])
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x * x) / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    window = (g[:, None, None] * g[None, :, None] * g[None, None, :])[None, None]
+
+    def blur(v):
+        return torch.nn.functional.conv3d(torch.nn.functional.pad(v, (5,) * 6, mode="replicate"), window)
+
+    mu1, mu2 = blur(a), blur(b)
+    var1, var2, cov = blur(a * a) - mu1 ** 2, blur(b * b) - mu2 ** 2, blur(a * b) - mu1 * mu2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ssim = ((2 * mu1 * mu2 + c1) * (2 * cov + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (var1 + var2 + c2))
+    squared = (torch.from_numpy(pred.astype(np.float32)) - torch.from_numpy(gt.astype(np.float32))).pow(2).mean()
+    return float(ssim.mean()), -10 * math.log10(float(squared) + 1e-8)
+
+
+def _efficient3dcnn_gaps(spec: ModelSpec) -> dict[str, float]:
+    """Seed minus suite on the complete split with every video right (one clip each)."""
+    listed, classes = spec.published_items, spec.profile("full").outputs["class"][0]
+    videos = [f"v{i:04d}" for i in range(listed)]
+    labels = {v: i % classes for i, v in enumerate(videos)}
+    scores = np.zeros((listed, classes))
+    scores[np.arange(listed), [labels[v] for v in videos]] = 10.0
+    scorer = spec.new_scorer(spec.profile("full"), spec.protocol_for("full"))
+    for video, row in zip(videos, scores):
+        scorer.add(Sample(video, {}, (video, labels[video])), {"class": row})
+    suite = scorer.result()
+    return {f"top{k}": efficient3dcnn_seed_topk(scores, videos, labels, listed, k) - suite[f"top{k}"] for k in (1, 5)}
+
+
+def _flavr_gaps(spec: ModelSpec) -> dict[str, float]:
+    """Seed minus suite on one full-size frame: a smooth texture and a noisy rendering of it."""
+    rng = np.random.default_rng(0)
+    shape = spec.profile("full").outputs[spec.protocol["published_output"]]
+    gt = np.clip(0.5 + 0.3 * np.sin(np.arange(shape[2]) / 7.0)[None, None, :]
+                 * np.cos(np.arange(shape[1]) / 11.0)[None, :, None], 0, 1) * np.ones(shape)
+    pred = gt + 0.05 * rng.standard_normal(shape)
+    seed_ssim, seed_psnr = flavr_seed_ssim_psnr(pred, gt)
+    from models.flavr.metrics import psnr, ssim_matlab
+
+    return {"ssim": seed_ssim - ssim_matlab(np.clip(pred, 0, 1), np.clip(gt, 0, 1)), "psnr": seed_psnr - psnr(pred, gt)}
+
+
+# model -> the published metrics' gaps (seed's arithmetic minus the suite's) on a probe
+SEED_ARITHMETIC = {"efficient3dcnn": _efficient3dcnn_gaps, "flavr": _flavr_gaps}
+ARITHMETIC_NOISE = 1e-12  # gaps below this are the same arithmetic
+
+
+def postprocess_gaps(spec: ModelSpec) -> dict[str, float]:
+    return SEED_ARITHMETIC[spec.name](spec) if spec.name in SEED_ARITHMETIC else {}
+
+
+def postprocess_differences(spec: ModelSpec) -> dict[str, str]:
+    return {f"postprocess:{name}": f"the seed's postprocess gives {gap:+.3g} against the suite's scorer on the "
+                                   "same outputs" for name, gap in postprocess_gaps(spec).items()
+            if abs(gap) > ARITHMETIC_NOISE}
+
+
 def card_differences(spec: ModelSpec, text: str) -> dict[str, str]:
     differences = {**shape_differences(spec, text), **fps_differences(spec, text),
-                   **published_differences(spec, text)}
+                   **published_differences(spec, text), **postprocess_differences(spec)}
     for batch_size in SEED_BATCH_SIZES:
         differences.update(atc_differences(spec, text, batch_size))
     return differences
@@ -336,6 +424,32 @@ def test_reference_fps_matches_seed(model):
 def test_published_figures_match_seed(model):
     problem = undeclared(model, published_differences(model, seed_text(model)))
     assert not problem, problem
+
+
+def test_seed_postprocess_arithmetic_is_declared_and_inside_the_band(model):
+    problem = undeclared(model, postprocess_differences(model))
+    assert not problem, problem
+    for name, gap in postprocess_gaps(model).items():
+        metric = model.metric(name)
+        assert abs(gap) <= metric.published_band, (
+            f"{model.name}: the seed's postprocess puts {name} {gap:+.3g} from the suite's, outside the published "
+            f"band {metric.published_band}: the published verdict would judge another arithmetic")
+
+
+def test_an_undeclared_postprocess_gap_is_reported(model):
+    gaps = postprocess_gaps(model) or pytest.skip(f"{model.name}: its seed's postprocess computes as the suite does")
+    silent = dataclasses.replace(model, deviations={k: v for k, v in model.deviations.items()
+                                                    if not k.startswith("postprocess:")})
+    problem = undeclared(silent, postprocess_differences(silent))
+    for name, gap in gaps.items():
+        assert f"  postprocess:{name}: the seed's postprocess gives {gap:+.3g} against the suite's scorer" in problem
+
+
+def test_efficient3dcnn_seed_postprocess_leaves_the_last_video_unscored():
+    """The reimplementation itself: three videos listed, the last one right, scored by nobody."""
+    scores = np.array([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])
+    videos, labels = ["a", "a", "b", "c"], {"a": 0, "b": 1, "c": 1}
+    assert efficient3dcnn_seed_topk(scores, videos, labels, listed=3, k=1) == pytest.approx(200 / 3)
 
 
 def test_every_declared_deviation_is_a_difference_with_a_reason(model):

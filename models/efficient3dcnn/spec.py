@@ -106,5 +106,11 @@ SPEC = ModelSpec(
         "atc:--soc_version": "the seed passes --soc_version=${chip_name} with its example 310P3 (the "
                              "Name npu-smi shows); ATC names the SoC Ascend310P3, as the other seeds' "
                              "Ascend${chip_name} do",
+        # measured by tests/test_model_cards.py, which applies both to the same outputs
+        "postprocess:top1": "the seed's Efficient-3DCNNs_postprocess.py scores a video when the next one starts, so "
+                            "the last video of its .info is never scored, and upstream's eval_ucf101 divides by "
+                            "every listed video: its top-1 lies 0 or 100/3783 = 0.026 points below the suite's, "
+                            "which scores every video (the published 81.126 was computed so); inside the 1.0 band",
+        "postprocess:top5": "as top-1: the seed's top-5 lies 0 or 0.026 points below the suite's; inside the 1.0 band",
     },
 )

@@ -95,5 +95,14 @@ SPEC = ModelSpec(
     deviations={
         "atc:--input-shape": "a typo in the seed's command: ATC's flag is --input_shape (the seed's own "
                              "parameter list names it so); the harness passes it with the seed's shapes",
+        # measured by tests/test_model_cards.py, which applies both to the same frames
+        "postprocess:ssim": "the seed's FLAVR_postprocess.py (upstream's myutils.eval_metrics, pytorch_msssim's "
+                            "ssim_matlab) computes SSIM in float32 torch tensors, the suite in float64: 2.2e-5 apart "
+                            "on a 224x224 probe, 2.1e-5 on the seeded network's deployed frames of a real triplet "
+                            "(0.189515 vs 0.1894938), up to 1.2e-5 on the real ucf101_extracted frames; "
+                            "500x inside the 0.01 band",
+        "postprocess:psnr": "the seed averages the squared error in float32 before its float64 log: under 1e-6 dB "
+                            "from the suite's float64 PSNR (1.2e-7 on the probe, 4.8e-7 on the real frames); inside "
+                            "the 0.5 dB band",
     },
 )
