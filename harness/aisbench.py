@@ -405,6 +405,7 @@ class SeedInputComparison:
     # per seed folder, what its files were judged against; and the passes given no folder
     judged: dict[str, str] = field(default_factory=dict)
     not_given: dict[str, int] = field(default_factory=dict)  # pass -> the suite's samples in it
+    max_abs: float = 0.0  # the largest |seed - suite| over every file compared
 
     @property
     def passed(self) -> bool:
@@ -413,6 +414,7 @@ class SeedInputComparison:
     def coverage(self) -> str:
         """Which files were judged against which of the suite's samples."""
         lines = [f"{folder}: {what}" for folder, what in self.judged.items()]
+        lines.append(f"max |diff| over the {self.compared} file(s) compared: {self.max_abs:.3g}")
         lines += [f"{name} pass: no seed folder, its {count} sample(s) not compared"
                   for name, count in self.not_given.items()]
         return "\n".join(lines)
@@ -433,7 +435,8 @@ class SeedInputComparison:
     def as_dict(self) -> dict:
         return {"root": str(self.root), "compared": self.compared, "atol": self.atol, "rtol": self.rtol,
                 "differing": [d.__dict__ for d in self.differences], "unpaired": self.unpaired,
-                "judged": self.judged, "not_given": self.not_given, "passed": self.passed}
+                "judged": self.judged, "not_given": self.not_given, "max_abs": self.max_abs,
+                "passed": self.passed}
 
 
 # Two implementations of the same preprocessing (PIL vs OpenCV resize, uint8 rounding, float
@@ -480,6 +483,7 @@ def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
                     sample.id, float("inf"), float("inf"), 1.0))
                 continue
             diff = np.abs(seed.astype(np.float64) - mine)
+            result.max_abs = max(result.max_abs, float(diff.max(initial=0.0)))
             beyond = diff > atol + rtol * np.abs(mine)
             if beyond.any():
                 result.differences.append(InputDifference(rel, sample.id, float(diff.max()),

@@ -515,8 +515,8 @@ def test_fake_toolkit_reaches_subprocesses(fake_ascend_toolkit):
     import subprocess
 
     probe = ("from harness.backends.ascend import AscendBackend; import ais_bench.infer.interface as i; "
-             "print(AscendBackend.availability(), hasattr(i.InferSession, 'finalize'))")
+             "print(AscendBackend.availability(), hasattr(i.InferSession, 'free_resource'))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["(True,", "'')", str(fake_ascend_toolkit.generation == "tools")]
+    assert done.stdout.split() == ["(True,", "'')", str(fake_ascend_toolkit.generation == "msit")]
