@@ -43,13 +43,12 @@ Cost is bounded: one batch, tensors larger than ``max_tensor_bytes`` and tensors
 marked, and ``time_limit_s`` is checked between the stages (reference run, deployed compile and
 run, comparison); a stage already running is not interrupted.
 
-Run alone: ``python -m harness.localise MODEL --backend openvino --precision default`` writes the
-table (json + markdown), the plot and the worst-sample picture under ``--report-dir``.
+The table (json, markdown) and the plot are written by :mod:`harness.localise_report`. Run
+alone: ``python -m harness.localise MODEL --backend openvino --precision default``
+(:mod:`harness.localise_cli`) writes them and the worst-sample picture under ``--report-dir``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import tempfile
@@ -62,12 +61,12 @@ from typing import Collection, Mapping, Sequence
 import numpy as np
 import onnx
 
-from harness.backends import Backend, backend_class
+from harness import localise_report
+from harness.backends import Backend
 
 THRESHOLDS = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                 onnx.TensorProto.DOUBLE}
-TABLE_JSON, TABLE_MD, PLOT_PNG = "localisation.json", "localisation.md", "localisation.png"
 
 
 def module_scope(node_name: str, module_names: Collection[str] | None = None) -> str:
@@ -176,96 +175,6 @@ class Localisation:
             "notes": self.notes, "summary": self.summary(),
         }
 
-    def write(self, report_dir: Path) -> dict[str, Path]:
-        """Write the table (json, markdown) and the plot into ``report_dir``; returns the paths."""
-        report_dir = Path(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"json": report_dir / TABLE_JSON, "markdown": report_dir / TABLE_MD}
-        paths["json"].write_text(json.dumps(_jsonable(self.as_dict()), indent=1) + "\n")
-        paths["markdown"].write_text(self._markdown())
-        if self.compared:
-            paths["plot"] = report_dir / PLOT_PNG
-            self.plot(paths["plot"])
-        return paths
-
-    def _markdown(self) -> str:
-        first = self.first_divergent
-        lines = [f"# Where {self.label} on {self.backend} ({self.precision}) diverges", "", self.summary(), "",
-                 "| # | node | op | module | tensor | shape | rel err | max abs diff | |",
-                 "|---|---|---|---|---|---|---|---|---|"]
-        for n in self.compared:
-            mark = "**first divergent**" if n is first else ("over" if not n.rel_error <= self.threshold else "")
-            lines.append(f"| {n.index} | `{n.node}` | {n.op_type} | {n.module} | `{n.tensor}` | "
-                         f"{'x'.join(map(str, n.shape))} | {n.rel_error:.3g} | "
-                         f"{n.max_abs_diff:.3g} | {mark} |")
-        if self.skipped:
-            lines += ["", "## Skipped tensors", ""] + [f"- `{t}`: {why}" for t, why in self.skipped]
-        return "\n".join(lines) + "\n"
-
-    def plot(self, path: Path) -> None:
-        """Error per node in topological order (log scale), the threshold, the first divergent
-        node and a few labelled landmarks (the largest jumps, the worst node, the outputs)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        floor = 1e-12  # exact agreement is drawn at the bottom of the axis, not dropped
-        x = np.array([n.index for n in self.compared])
-        y = np.array([max(n.rel_error, floor) if np.isfinite(n.rel_error) else 1e6
-                      for n in self.compared])
-        over = ~(np.array([n.rel_error for n in self.compared]) <= self.threshold)
-        fig, ax = plt.subplots(figsize=(13, 5.5), dpi=110)
-        ax.plot(x, y, color="#4c72b0", linewidth=0.8, alpha=0.7)
-        ax.scatter(x[~over], y[~over], s=10, color="#4c72b0", label="within threshold", zorder=3)
-        ax.scatter(x[over], y[over], s=14, color="#c44e52", label="beyond threshold", zorder=3)
-        ax.axhline(self.threshold, color="#c44e52", linestyle="--", linewidth=1,
-                   label=f"threshold {self.threshold:.0e} ({self.precision})")
-        ax.set_yscale("log")
-        ax.set_ylim(min(y.min(), self.threshold) / 3, max(y.max(), self.threshold) * 30)
-        ax.set_xlim(-1, self.nodes_in_graph)
-        ax.set_xlabel(f"node in topological order ({len(self.compared)} of {self.nodes_in_graph} "
-                      f"compared)")
-        ax.set_ylabel("max|deployed - reference| / max|reference|")
-        ax.set_title(f"{self.label}: {self.backend} ({self.precision}) vs ONNX "
-                     f"Runtime fp32, per node")
-        ax.grid(True, which="major", axis="y", alpha=0.3)
-        for node, colour in self._landmarks():
-            value = max(node.rel_error, floor) if np.isfinite(node.rel_error) else 1e6
-            ax.annotate(f"{node.module or node.node}\n{node.op_type} #{node.index}",
-                        (node.index, value), xytext=(0, 18), textcoords="offset points",
-                        fontsize=7, ha="center", color=colour,
-                        arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6})
-        first = self.first_divergent
-        if first is not None:
-            ax.axvline(first.index, color="#c44e52", linewidth=1, alpha=0.6,
-                       label=f"divergence starts: {first.node}")
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    def _landmarks(self) -> list[tuple[NodeError, str]]:
-        marks: dict[int, tuple[NodeError, str]] = {}
-        first, worst = self.first_divergent, self.worst
-        if first is not None:
-            marks[first.index] = (first, "#c44e52")
-        for name in self.outputs:
-            output = next(n for n in self.compared if n.tensor == name)
-            marks.setdefault(output.index, (output, "#333333"))
-        if worst is not None:
-            marks.setdefault(worst.index, (worst, "#333333"))
-        logs = np.log10([max(n.rel_error, 1e-12) if np.isfinite(n.rel_error) else 6.0
-                         for n in self.compared])
-        for i in np.argsort(-np.diff(logs, prepend=logs[0]))[:3]:  # the largest jumps
-            marks.setdefault(self.compared[i].index, (self.compared[i], "#333333"))
-        # keep labels apart: at most one per 8 % of the x axis, the first divergent one first
-        kept: list[tuple[NodeError, str]] = []
-        for node, colour in sorted(marks.values(), key=lambda m: m[0] is not first):
-            if all(abs(node.index - k.index) > 0.08 * self.nodes_in_graph for k, _ in kept):
-                kept.append((node, colour))
-        return kept
-
 
 def _sortable(value: float) -> float:
     return float("inf") if not np.isfinite(value) else value
@@ -287,17 +196,10 @@ def _spread(items: Sequence, count: int) -> list:
     return [items[i] for i in sorted(set(picks))]
 
 
-def _jsonable(value):
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _relative_error(deployed: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+def relative_error(deployed: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+    """(max|d| / max|ref|, max|d|, max|ref|) over one tensor: NaN on both sides agrees, on one
+    side is an infinite difference; a shape mismatch is an infinite error; an all-zero (or
+    non-finite) reference gives the plain max|d|."""
     got = np.asarray(deployed, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
     if got.shape != ref.shape:
@@ -383,11 +285,12 @@ def _reference_run(marked_path: Path, feeds: Mapping[str, np.ndarray]) -> dict[s
     return dict(zip(names, session.run(names, dict(feeds))))
 
 
-def _deployed_run(backend: Backend, marked_path: Path, feeds: Mapping[str, np.ndarray],
-                  work_dir: Path) -> dict[str, np.ndarray]:
+def deployed_run(backend: Backend, onnx_path: Path, feeds: Mapping[str, np.ndarray],
+                 work_dir: Path) -> dict[str, np.ndarray]:
+    """``onnx_path`` compiled and run through the suite's own ``backend`` at the feeds' shapes."""
     shapes = {name: tuple(array.shape) for name, array in feeds.items()}
     artifact = work_dir / f"marked{backend.artifact_suffix}"
-    artifact = backend.compile(marked_path, shapes, artifact, None)
+    artifact = backend.compile(onnx_path, shapes, artifact, None)
     session = backend.open(artifact, shapes)
     try:
         return session.run(feeds)
@@ -425,6 +328,21 @@ def _growth_path(model: onnx.ModelProto, compared: Sequence[NodeError], start: N
     return [by_index[i] for i in reversed(chain) if i in by_index]
 
 
+class _Clock:
+    """The time limit, checked between the stages (a stage already running is not interrupted)."""
+
+    def __init__(self, limit_s: float):
+        self.started, self.limit_s = time.monotonic(), limit_s
+
+    def stop_after(self, stage: str, result: Localisation) -> bool:
+        """Record the time spent in ``result``; past the limit, note where it stopped."""
+        result.elapsed_s = time.monotonic() - self.started
+        if result.elapsed_s > self.limit_s:
+            result.notes.append(f"Stopped after {stage}: time limit {self.limit_s:.0f} s reached.")
+            return True
+        return False
+
+
 def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray], *,
              threshold: float | None = None, time_limit_s: float = 300.0,
              max_tensor_bytes: int = 256 * 2**20, max_total_bytes: int = 2 * 2**30,
@@ -440,70 +358,95 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
     (the network's ``named_modules()`` keys) refines the module scopes (:func:`module_scope`);
     ``label`` names the model in the plot and table (default: the ONNX file name).
     """
-    started = time.monotonic()
+    clock = _Clock(time_limit_s)
     model = onnx.load(str(onnx_path))
     result = Localisation(str(onnx_path), backend.name, "", 0.0, len(model.graph.node),
                           label=label or Path(onnx_path).name)
-    if not backend.localises:
-        result.unavailable = backend.not_localised
+    result.unavailable = _why_not_localised(backend)
+    if result.unavailable:
         return result
-    available, why = backend.availability()
-    if not available:
-        result.unavailable = why
-        return result
-
-    def out_of_time(after: str) -> bool:
-        result.elapsed_s = time.monotonic() - started
-        if result.elapsed_s > time_limit_s:
-            result.notes.append(f"Stopped after {after}: time limit {time_limit_s:.0f} s reached.")
-            return True
-        return False
-
     shapes, inferred = _static_shapes(model, feeds)
     tensors, result.skipped = _choose_tensors(inferred, shapes, max_tensor_bytes, max_total_bytes)
-    marked = mark_outputs(inferred, tensors)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="localise-") as tmp:
-        marked_path = Path(tmp) / "marked.onnx"
-        onnx.save(marked, str(marked_path))
-        reference = _reference_run(marked_path, feeds)
-        if out_of_time("the reference run"):
-            return result
-        deployed = _deployed_run(backend, marked_path, feeds, Path(tmp))
+    runs = _run_both(inferred, tensors, backend, feeds, work_dir, clock, result)
+    if runs is None:
+        return result
+    reference, deployed = runs
     result.precision = backend.precision
     result.threshold = threshold if threshold is not None else THRESHOLDS[result.precision]
-    if out_of_time("the deployed run"):
+    if clock.stop_after("the deployed run", result):
         return result
-
-    wanted = set(tensors) | {o.name for o in model.graph.output}
-    for name in [n for n in wanted if n in reference]:
-        if reference[name].nbytes > max_tensor_bytes:
-            wanted.discard(name)
-            result.skipped.append((name, f"{reference[name].nbytes / 2**20:.0f} MiB exceeds "
-                                         f"max_tensor_bytes"))
-    for index, node in enumerate(model.graph.node):
-        rows = []
-        for name in node.output:
-            if name not in wanted or name not in reference:
-                continue
-            if name not in deployed:
-                result.skipped.append((name, f"not among {backend.name}'s outputs under this "
-                                             f"name (fused into another tensor or renamed)"))
-                continue
-            rel, max_diff, scale = _relative_error(deployed[name], reference[name])
-            rows.append(NodeError(index, node.name, node.op_type,
-                                  module_scope(node.name, module_names), name,
-                                  tuple(int(d) for d in reference[name].shape), rel, max_diff,
-                                  scale))
-        if rows:
-            result.compared.append(max(rows, key=lambda r: _sortable(r.rel_error)))
+    wanted = _within_size(set(tensors) | {o.name for o in model.graph.output}, reference,
+                          max_tensor_bytes, result.skipped)
+    result.compared = _compare(model, wanted, reference, deployed, backend.name, module_names,
+                               result.skipped)
     by_tensor = {n.tensor: n for n in result.compared}
     result.outputs = {o.name: by_tensor[o.name].rel_error for o in model.graph.output
                       if o.name in by_tensor}
     first = result.first_divergent
     if first is not None:
         result.path = _growth_path(model, result.compared, first, result.outputs)
-    result.elapsed_s = time.monotonic() - started
+    result.elapsed_s = time.monotonic() - clock.started
     return result
+
+
+def _why_not_localised(backend: Backend) -> str | None:
+    """What the backend declares (``Backend.not_localised``), or why it cannot run here."""
+    if not backend.localises:
+        return backend.not_localised
+    available, why = backend.availability()
+    return None if available else why
+
+
+def _run_both(inferred: onnx.ModelProto, tensors: Sequence[str], backend: Backend,
+              feeds: Mapping[str, np.ndarray], work_dir: Path | None, clock: _Clock,
+              result: Localisation) -> tuple[dict, dict] | None:
+    """The marked graph's outputs on the reference and on ``backend``; None when the time
+    limit stopped it after the reference run (noted in ``result``)."""
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="localise-") as tmp:
+        marked_path = Path(tmp) / "marked.onnx"
+        onnx.save(mark_outputs(inferred, tensors), str(marked_path))
+        reference = _reference_run(marked_path, feeds)
+        if clock.stop_after("the reference run", result):
+            return None
+        return reference, deployed_run(backend, marked_path, feeds, Path(tmp))
+
+
+def _within_size(wanted: set[str], reference: Mapping[str, np.ndarray], max_tensor_bytes: int,
+                 skipped: list[tuple[str, str]]) -> set[str]:
+    """``wanted`` less the tensors the reference run shows to be over ``max_tensor_bytes`` (their
+    size was unknown before it), each added to ``skipped``."""
+    for name in [n for n in wanted if n in reference]:
+        if reference[name].nbytes > max_tensor_bytes:
+            wanted.discard(name)
+            skipped.append((name, f"{reference[name].nbytes / 2**20:.0f} MiB exceeds "
+                                  f"max_tensor_bytes"))
+    return wanted
+
+
+def _compare(model: onnx.ModelProto, wanted: Collection[str], reference: Mapping[str, np.ndarray],
+             deployed: Mapping[str, np.ndarray], backend_name: str,
+             module_names: Collection[str] | None, skipped: list[tuple[str, str]]
+             ) -> list[NodeError]:
+    """One row per node with a compared output (its worst), in topological order; an output the
+    deployed run does not return under its name is added to ``skipped``."""
+    compared = []
+    for index, node in enumerate(model.graph.node):
+        rows = []
+        for name in node.output:
+            if name not in wanted or name not in reference:
+                continue
+            if name not in deployed:
+                skipped.append((name, f"not among {backend_name}'s outputs under this "
+                                      f"name (fused into another tensor or renamed)"))
+                continue
+            rel, max_diff, scale = relative_error(deployed[name], reference[name])
+            rows.append(NodeError(index, node.name, node.op_type,
+                                  module_scope(node.name, module_names), name,
+                                  tuple(int(d) for d in reference[name].shape), rel, max_diff,
+                                  scale))
+        if rows:
+            compared.append(max(rows, key=lambda r: _sortable(r.rel_error)))
+    return compared
 
 
 def localise_failure(spec, onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
@@ -525,79 +468,13 @@ def localise_failure(spec, onnx_path: Path, backend: Backend, feeds: Mapping[str
                           time_limit_s=time_limit_s, label=spec.name)
         if result.unavailable:
             return result.summary()
-        paths = result.write(report_dir)
+        paths = localise_report.write(result, report_dir)
         return f"{result.summary()} Table and plot: {Path(paths['json']).parent}"
     except Exception as error:  # diagnostics only: report it, keep the original failure
         return f"localisation of {spec.name} on {backend.name} failed: {type(error).__name__}: {error}"
 
 
-def _first_batch(spec, profile: str, data_root, cache_dir: Path, batch_size: int):
-    from harness import stages
-    from harness.outputs import batches
-
-    dataset = stages.open_dataset(spec, profile, data_root, cache_dir, limit=batch_size)
-    for group, feeds in batches(dataset, batch_size, spec.input_names):
-        return group, feeds
-    raise SystemExit(f"{spec.name}: the dataset under {data_root or 'the generated default'} "
-                     f"yielded no sample")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from harness import registry, stages
-    from harness.outputs import torch_forward
-    from harness.pictures import worst_sample
-
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.localise",
-        description="Where a deployed model starts to differ from the fp32 ONNX Runtime "
-                    "reference: per-node error table, plot and worst-sample picture.")
-    parser.add_argument("model")
-    parser.add_argument("--backend", required=True)
-    parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
-    parser.add_argument("--precision", default=None, choices=("fp32", "default"),
-                        help="default: the backend's own default")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
-    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
-    parser.add_argument("--data-root", type=Path, default=None)
-    parser.add_argument("--weights-dir", type=Path, default=None)
-    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds")
-    args = parser.parse_args(argv)
-
-    spec = registry.get(args.model)
-    backend = backend_class(args.backend)(precision=args.precision)
-    available, why = backend.availability()
-    if not available and backend.localises:
-        parser.error(f"--backend {args.backend}: {why}")
-    onnx_path = stages.onnx_for(spec, args.profile, args.cache_dir, args.weights_dir)
-    group, feeds = _first_batch(spec, args.profile, args.data_root, args.cache_dir,
-                                args.batch_size)
-    network = stages.torch_network(spec, args.profile,
-                                   stages.load_weights(spec, args.weights_dir))
-    result = localise(onnx_path, backend, feeds, time_limit_s=args.time_limit,
-                      module_names={name for name, _ in network.named_modules()}, label=spec.name)
-    print(result.summary())
-    if result.unavailable:
-        return 1
-    folder = (args.report_dir / "localise"
-              / f"{spec.name}-{args.backend}-{result.precision}-{args.profile}")
-    paths = result.write(folder)
-    # the worst sample of the batch as the deployed model (unmarked) and PyTorch give it
-    with tempfile.TemporaryDirectory(prefix="localise-") as tmp:
-        deployed = _deployed_run(backend, onnx_path, feeds, Path(tmp))
-    reference = torch_forward(network, feeds, spec.output_names)
-    worst = max(range(len(group)), key=lambda i: max(
-        _relative_error(deployed[n][i], reference[n][i])[0] for n in spec.output_names))
-    picture, left_out = worst_sample(spec, {n: reference[n][worst] for n in spec.output_names},
-                                     {n: deployed[n][worst] for n in spec.output_names},
-                                     folder / "worst_sample.png", group[worst].id)
-    for kind, path in {**paths, "picture": picture}.items():
-        if path is not None:
-            print(f"{kind}: {path}")
-    if left_out:
-        print(f"no picture for outputs {', '.join(left_out)}")
-    return 0
-
-
 if __name__ == "__main__":
+    from harness.localise_cli import main
+
     sys.exit(main())

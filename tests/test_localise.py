@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from harness import export, pictures, registry, stages
+from harness import export, localise_report, pictures, registry, stages
 from harness.backends import Backend, backend_class
 from harness.localise import (
     THRESHOLDS,
@@ -138,7 +138,7 @@ def test_openvino_default_precision_shows_where_bf16_error_enters(smoke_onnx, tm
                     f"(needs AMX or AVX512-BF16)")
     result = localise(smoke_onnx["efficient3dcnn"], backend, _feeds("efficient3dcnn"),
                       work_dir=tmp_path, label="efficient3dcnn")
-    paths = result.write(tmp_path / "report")
+    paths = localise_report.write(result, tmp_path / "report")
 
     table = json.loads(paths["json"].read_text())
     assert table["precision"] == "bf16" and table["threshold"] == THRESHOLDS["bf16"]
