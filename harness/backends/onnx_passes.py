@@ -172,86 +172,118 @@ def narrow(model: onnx.ModelProto, wide: int = INT64, narrow_to: int = INT32) ->
     """A copy of ``model`` computing in ``narrow_to`` wherever ONNX allows it instead of ``wide``."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    model = copy
-    plan = _Plan(model, wide, narrow_to)
-    graph = model.graph
-    producer: dict[str, tuple[int, int]] = {}
-    for i, node in enumerate(graph.node):
-        for k, name in enumerate(node.output):
-            producer[name] = (i, k)
-    needs: dict[str, list[tuple[int, int, str]]] = {}
+    plan = _Plan(copy, wide, narrow_to)
+    rewrite = _Rewrite(copy.graph, plan)
+    for name, uses in _wide_uses(copy.graph, plan).items():
+        rewrite.tensor(name, uses)
+    rewrite.insert_casts()
+    del copy.graph.value_info[:]  # types changed; runtimes infer them again
+    # strict type inference over every node: a pass that broke a type constraint fails here
+    onnx.checker.check_model(_skeleton(copy), full_check=True)
+    return copy
+
+
+# one consumer operand of a wide tensor: (node index, input index, its need: NARROW, WIDE or ANY)
+_Use = tuple[int, int, str]
+
+
+def _wide_uses(graph: onnx.GraphProto, plan: _Plan) -> dict[str, list[_Use]]:
+    """Each wide tensor -> the operands reading it and what they need; a wide graph output is
+    listed even where no node reads it (it may have to be cast back to the interface's type)."""
+    uses: dict[str, list[_Use]] = {}
     for i, node in enumerate(graph.node):
         for k, name in enumerate(node.input):
-            if name and plan.types.get(name) == wide:
-                needs.setdefault(name, []).append((i, k, plan.need(i, k)))
-    graph_outputs = {o.name for o in graph.output}
-    for name in graph_outputs:
-        if plan.types.get(name) == wide:
-            needs.setdefault(name, [])
-    wide_name, narrow_name = onnx.TensorProto.DataType.Name(wide), onnx.TensorProto.DataType.Name(narrow_to)
+            if name and plan.types.get(name) == plan.wide:
+                uses.setdefault(name, []).append((i, k, plan.need(i, k)))
+    for output in graph.output:
+        if plan.types.get(output.name) == plan.wide:
+            uses.setdefault(output.name, [])
+    return uses
 
-    casts_after: dict[int | None, list[onnx.NodeProto]] = {}  # producer node index (None: graph start)
 
-    def add_cast(source: str, target: str, to: int, after: int | None) -> None:
-        casts_after.setdefault(after, []).append(
-            helper.make_node("Cast", [source], [target], to=to, name=f"{target}_cast"))
+class _Rewrite:
+    """Applies a :class:`_Plan` to ``graph`` one wide tensor at a time: narrowed literals and
+    casts, rewired operands, and the ``Cast`` nodes to insert after their producers."""
 
-    def rewire(uses: Iterable[tuple[int, int, str]], new_name: str) -> None:
-        for i, k, _ in uses:
-            graph.node[i].input[k] = new_name
+    def __init__(self, graph: onnx.GraphProto, plan: _Plan):
+        self.graph, self.plan = graph, plan
+        self.producer = {name: (i, k) for i, node in enumerate(graph.node)
+                         for k, name in enumerate(node.output)}
+        self.graph_outputs = {o.name for o in graph.output}
+        self.wide_name = TensorProto.DataType.Name(plan.wide)
+        self.narrow_name = TensorProto.DataType.Name(plan.narrow)
+        self.casts_after: dict[int | None, list[onnx.NodeProto]] = {}  # producer index (None: start)
 
-    for name, uses in needs.items():
+    def tensor(self, name: str, uses: list[_Use]) -> None:
+        want_narrow = [u for u in uses if u[2] == NARROW]
+        if name in self.plan.initializers:
+            self._initializer(name, want_narrow, [u for u in uses if u[2] == WIDE])
+        elif name not in self.producer:  # a graph input: the interface keeps its type
+            if want_narrow:
+                self._cast(name, f"{name}_{self.narrow_name}", self.plan.narrow, None, want_narrow)
+        else:
+            self._produced(name, uses)
+
+    def _initializer(self, name: str, want_narrow: list[_Use], want_wide: list[_Use]) -> None:
+        initializer = self.plan.initializers[name]
+        if not want_narrow:
+            return
+        if want_wide:  # a narrow copy for the narrow operands; the wide one stays for the rest
+            copy = _narrowed_tensor(initializer, self.plan.narrow, f"{name}_{self.narrow_name}")
+            self.graph.initializer.append(copy)
+            self._rewire(want_narrow, copy.name)
+        else:
+            initializer.CopyFrom(_narrowed_tensor(initializer, self.plan.narrow))
+
+    def _produced(self, name: str, uses: list[_Use]) -> None:
         want_narrow = [u for u in uses if u[2] == NARROW]
         want_wide = [u for u in uses if u[2] == WIDE]
-        if name in plan.initializers:
-            if not want_narrow:
-                continue
-            if want_wide:  # a narrow copy for the narrow operands; the wide one stays for the rest
-                copy = _narrowed_tensor(plan.initializers[name], narrow_to, f"{name}_{narrow_name}")
-                graph.initializer.append(copy)
-                rewire(want_narrow, copy.name)
-            else:
-                plan.initializers[name].CopyFrom(_narrowed_tensor(plan.initializers[name], narrow_to))
-            continue
-        if name not in producer:  # a graph input: the interface keeps its type
-            if want_narrow:
-                add_cast(name, f"{name}_{narrow_name}", narrow_to, None)
-                rewire(want_narrow, f"{name}_{narrow_name}")
-            continue
-        i, k = producer[name]
-        node = graph.node[i]
-        if plan.flexible(node) and want_narrow:
-            if node.op_type == "Cast":
-                node.attribute[0].i = narrow_to
-            else:
-                value = _constant_value(node)
-                value.t.CopyFrom(_narrowed_tensor(value.t, narrow_to))
+        i, k = self.producer[name]
+        node = self.graph.node[i]
+        if self.plan.flexible(node) and want_narrow:
+            self._narrow_literal(node)
             becomes_narrow = True
         else:
-            becomes_narrow = plan.produces_narrow(i, k)
-        if becomes_narrow and name in graph_outputs:
+            becomes_narrow = self.plan.produces_narrow(i, k)
+        if becomes_narrow and name in self.graph_outputs:
             # the interface keeps its types: the narrow value gets a new name, cast back to this one
-            inner = f"{name}_{narrow_name}"
+            inner = f"{name}_{self.narrow_name}"
             node.output[k] = inner
-            rewire([u for u in uses if u[2] != WIDE], inner)
-            add_cast(inner, name, wide, i)
+            self._rewire([u for u in uses if u[2] != WIDE], inner)
+            self._cast(inner, name, self.plan.wide, i, [])
         elif becomes_narrow and want_wide:
-            add_cast(name, f"{name}_{wide_name}", wide, i)
-            rewire(want_wide, f"{name}_{wide_name}")
+            self._cast(name, f"{name}_{self.wide_name}", self.plan.wide, i, want_wide)
         elif not becomes_narrow and want_narrow:
-            add_cast(name, f"{name}_{narrow_name}", narrow_to, i)
-            rewire(want_narrow, f"{name}_{narrow_name}")
+            self._cast(name, f"{name}_{self.narrow_name}", self.plan.narrow, i, want_narrow)
 
-    ordered = list(casts_after.get(None, ()))
-    for i, node in enumerate(graph.node):
-        ordered.append(node)
-        ordered.extend(casts_after.get(i, ()))
-    del graph.node[:]
-    graph.node.extend(ordered)
-    del graph.value_info[:]  # types changed; runtimes infer them again
-    # strict type inference over every node: a pass that broke a type constraint fails here
-    onnx.checker.check_model(_skeleton(model), full_check=True)
-    return model
+    def _narrow_literal(self, node: onnx.NodeProto) -> None:
+        """A wide ``Cast`` target or ``Constant``/``ConstantOfShape`` value made narrow."""
+        if node.op_type == "Cast":
+            node.attribute[0].i = self.plan.narrow
+        else:
+            value = _constant_value(node)
+            value.t.CopyFrom(_narrowed_tensor(value.t, self.plan.narrow))
+
+    def _cast(self, source: str, target: str, to: int, after: int | None,
+              readers: list[_Use]) -> None:
+        """A ``Cast`` of ``source`` to ``target`` inserted after node ``after``; ``readers``
+        read ``target`` from now on."""
+        self.casts_after.setdefault(after, []).append(
+            helper.make_node("Cast", [source], [target], to=to, name=f"{target}_cast"))
+        self._rewire(readers, target)
+
+    def _rewire(self, uses: Iterable[_Use], new_name: str) -> None:
+        for i, k, _ in uses:
+            self.graph.node[i].input[k] = new_name
+
+    def insert_casts(self) -> None:
+        """The new ``Cast`` nodes placed right after their producers (topological order kept)."""
+        ordered = list(self.casts_after.get(None, ()))
+        for i, node in enumerate(self.graph.node):
+            ordered.append(node)
+            ordered.extend(self.casts_after.get(i, ()))
+        del self.graph.node[:]
+        self.graph.node.extend(ordered)
 
 
 def unrequired_wide(model: onnx.ModelProto, wide: int = INT64, narrow_to: int = INT32) -> list[str]:
