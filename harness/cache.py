@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from harness import cache_budget
+from harness.cache_budget import pid_alive
 
 # The repository root: source_hash follows imports only into files under it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -65,16 +66,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def _lock_free(lock_path: Path) -> bool:
@@ -170,13 +161,14 @@ def build_once(
             cache_budget.touch(final)
             return final
         budget = cache_budget.budget_of(cache_dir)
+        sidecar = final.parent / f"{key}.key.json"
         try:
             # the key first: an artifact under its final name always has its key beside it
-            atomic_write(final.parent / f"{key}.key.json",
-                         lambda tmp: tmp.write_text(json.dumps(parts, indent=1, sort_keys=True, default=str)),
+            atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(parts, indent=1, sort_keys=True, default=str)),
                          final.parent / f".{key}.tmp{os.getpid()}.key.json")
             atomic_write(final, build, final.parent / f".{key}.tmp{os.getpid()}{suffix}")
-        except OSError as err:
+        except BaseException as err:
+            sidecar.unlink(missing_ok=True)
             if is_disk_full(err):
                 raise budget.disk_full(err, f"{kind}/{final.name}") from err
             raise

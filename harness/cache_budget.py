@@ -18,14 +18,20 @@ What the running session still needs is never evicted:
   process, so a killed run pins nothing. An entry is renamed away under the exclusive lock, so
   a reader that pins it afterwards finds it gone and rebuilds or re-decodes it;
 * the run's working set: entries used since this budget was opened (their time is newer).
-  A new preprocessed item is stored only when the budget has room after evicting older entries
-  (:meth:`CacheBudget.admit`); otherwise it is decoded for this pass and not kept, so a dataset
-  larger than the budget keeps its first items cached and streams the rest from the workers,
-  instead of each pass evicting the items the next one needs first.
 
-Several processes (``pytest -n``, preprocessing workers, a second run) share one cache: each
-keeps its own estimate (the last scan plus its own writes) and rescans after writing a
-twentieth of the budget, so the cache stays within the budget plus about 5 % per writing process.
+A built artifact evicts the least recently used entries of any kind outside those. A new
+preprocessed item is stored only when the budget has room after evicting older preprocessed
+items (:meth:`CacheBudget.admit`: an artifact costs far more to rebuild than an item to decode,
+and the run may need one it has not asked for yet); otherwise it is decoded for this pass and
+not kept. So a dataset larger than the budget keeps its first items cached and streams the rest
+from the workers, instead of each pass evicting the items the next one needs first; an item
+whose entry turns out larger than the room left is removed again once read, so preprocessed
+items never take the cache past its budget. Artifacts and the reference outputs a run needs are
+kept even beyond it, and the report says so (``over_budget``).
+
+Several processes (``pytest -n``, a second run) share one cache: each keeps its own estimate
+(the last scan plus its own writes) and rescans after writing a twentieth of the budget, or
+whenever its estimate crosses it; one evicts at a time (a lock file), the others wait, rescan.
 """
 from __future__ import annotations
 
@@ -195,45 +201,65 @@ class CacheBudget:
         if not self.scanned:
             self.used, self.written_since_scan, self.scanned = scan(self.cache_dir).total, 0, True
 
-    def charge(self, size: int, reserved: int = 0) -> None:
+    def charge(self, size: int, reserved: int = 0, only: str | None = None) -> bool:
         """This process stored ``size`` bytes (``reserved`` of them admitted before); evict older
-        entries when that crosses the budget."""
+        entries (of the top folder ``only``, see :meth:`enforce`) when that crosses the budget.
+        Returns whether the cache is within it."""
         self._ensure_scanned()
         self.used += size - reserved
         self.written_since_scan += size - reserved
         if self.used > self.budget or self.written_since_scan > RESCAN_AFTER * self.budget:
-            self.enforce()
+            self.enforce(only=only)
+        return self.used <= self.budget
+
+    def release(self, reserved: int) -> None:
+        """An admitted entry that was not stored after all (unreadable, cancelled)."""
+        self.used -= reserved
+        self.written_since_scan -= reserved
+
+    def discard(self, path: Path) -> None:
+        """Remove an entry this process stored but the budget cannot hold (unless pinned)."""
+        root = Path(self.cache_dir)
+        parts = Path(path).relative_to(root).parts
+        self.used -= _remove_entry(root, parts, sum(
+            f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).is_dir() else 0)
 
     def admit(self, size: int) -> bool:
-        """Whether a new entry of about ``size`` bytes may be stored (evicting older ones); if so,
-        the size is reserved until :meth:`charge` says what it took."""
+        """Whether a new preprocessed item of about ``size`` bytes may be stored (evicting older
+        items); if so, the size is reserved until :meth:`charge` says what it took."""
         self._ensure_scanned()
         if self.used + size > self.budget or self.written_since_scan > RESCAN_AFTER * self.budget:
-            self.enforce(room=size)
+            self.enforce(room=size, only="samples")
             if self.used + size > self.budget:
                 return False
         self.used += size
         self.written_since_scan += size
         return True
 
-    def enforce(self, room: int = 0) -> None:
+    def enforce(self, room: int = 0, only: str | None = None) -> None:
         """Rescan, then evict the least recently used entries outside the run's working set that
-        no process has pinned, until the cache is at EVICT_TO of the budget (``room`` free)."""
+        no process has pinned, until the cache is at EVICT_TO of the budget (``room`` free).
+        ``only``: evict entries of that top folder only (a preprocessed item, decoded again in
+        well under a second, never evicts an artifact that took minutes to build and that the
+        run may not have asked for yet)."""
         lock = Path(self.cache_dir) / _EVICTION_LOCK
         lock.parent.mkdir(parents=True, exist_ok=True)
         with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # one evictor at a time; the others wait, then rescan
+            _remove_dead_evictions(Path(self.cache_dir) / _EVICTED)
             found = scan(self.cache_dir)
             self.used, self.written_since_scan, self.scanned = found.total, 0, True
             target = min(EVICT_TO * self.budget, self.budget - room)
             if self.used > target:
-                self._evict(found, target)
+                self._evict(found, target, only)
         self.over_budget = self.used > self.budget
 
-    def _evict(self, found: Scan, target: float) -> None:
+    def _evict(self, found: Scan, target: float, only: str | None) -> None:
         root = Path(self.cache_dir)
         dated = []
         for parts, size in found.entries.items():
+            if only is not None and parts[0] != only:
+                continue
             try:
                 dated.append((os.stat(root.joinpath(*parts)).st_mtime, parts, size))
             except FileNotFoundError:
@@ -241,10 +267,11 @@ class CacheBudget:
         for mtime, parts, size in sorted(dated):
             if self.used <= target or mtime >= self.since:
                 break  # the rest is the run's working set
-            if _remove_entry(root, parts):
-                self.used -= size
+            freed = _remove_entry(root, parts, size)
+            if freed:
+                self.used -= freed
                 self.evicted_entries += 1
-                self.evicted_bytes += size
+                self.evicted_bytes += freed
 
     def report(self) -> dict:
         """What the run's cache holds against its budget, and what this process evicted."""
@@ -263,34 +290,57 @@ class CacheBudget:
             f"give a budget the disk can hold, or free space on it")
 
 
-def _remove_entry(root: Path, parts: tuple[str, ...]) -> bool:
-    """Remove one entry unless a process has pinned it: lock it exclusively without waiting,
-    rename it out of the way under that lock (readers pinning it later find it gone), remove."""
+def _remove_entry(root: Path, parts: tuple[str, ...], size: int) -> int:
+    """Remove one entry of ``size`` bytes unless a process has pinned it: lock it exclusively
+    without waiting, rename it out of the way under that lock (readers pinning it later find it
+    gone), remove it. Returns the bytes freed (0: pinned or gone)."""
     path = root.joinpath(*parts)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return False
+        return 0
     trash = root / _EVICTED / f"{path.name}.{os.getpid()}.{time.monotonic_ns()}"
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False  # pinned
+            return 0  # pinned
         trash.parent.mkdir(exist_ok=True)
         try:
             os.rename(path, trash)
         except FileNotFoundError:
-            return False
+            return 0
     finally:
         os.close(fd)
     sidecar = path.parent / f"{path.name[:24]}.key.json"
     if parts[0] not in ("samples", "reference") and sidecar.exists():
+        size += sidecar.stat().st_size
         sidecar.unlink(missing_ok=True)
     if trash.is_dir():
         shutil.rmtree(trash, ignore_errors=True)
     else:
         trash.unlink(missing_ok=True)
+    return size
+
+
+def _remove_dead_evictions(folder: Path) -> None:
+    """What an evictor killed between its rename and its removal left ('<name>.<pid>.<ns>')."""
+    if not folder.is_dir():
+        return
+    for leftover in folder.iterdir():
+        pid = leftover.name.rsplit(".", 2)[-2] if leftover.name.count(".") >= 2 else ""
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a temporary named after a dead one is an orphan)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 

@@ -117,6 +117,7 @@ class IndexedDataset:
         self.missing: list[str] = []
         self.failed: dict[str, str] = {}
         self._entry_bytes: list[int] = []  # sizes of this dataset's entries, to size the next
+        self._reserved: dict[Path, int] = {}  # what the budget admitted for entries in flight
 
     @property
     def decoded(self) -> int:
@@ -162,6 +163,7 @@ class IndexedDataset:
                     state.cancel()
                 if entry is not None:
                     cache_budget.unpin(entry)
+                    self.budget.release(self._reserved.pop(entry, 0))
             progress.close()
             self.total.add(self.this_pass)
             SERVED.add(self.this_pass)
@@ -176,9 +178,13 @@ class IndexedDataset:
         if entry is not None and samples_cache.is_stored(entry) and cache_budget.pin(entry):
             cache_budget.touch(entry)
             return entry, "stored"
-        if entry is not None and not self.budget.admit(self._expected_entry_bytes()):
-            entry = None  # decoded for this pass, not kept
-            self.this_pass.not_kept += 1
+        if entry is not None:
+            expected = self._expected_entry_bytes()
+            if self.budget.admit(expected):
+                self._reserved[entry] = expected
+            else:
+                entry = None  # decoded for this pass, not kept
+                self.this_pass.not_kept += 1
         return entry, self._submit(item, entry)
 
     def _submit(self, item: Item, entry: Path | None) -> Future:
@@ -221,22 +227,29 @@ class IndexedDataset:
             return samples
         try:
             produced = state.result()
-        except OSError as err:
+        except (ItemUnreadable, OSError) as err:
+            if entry is not None:
+                self.budget.release(self._reserved.pop(entry, 0))
             if cache.is_disk_full(err):
                 raise self.budget.disk_full(err, f"the samples of {item.id}") from err
             raise
         if entry is None:
             return produced
-        self.this_pass.kept += 1
-        self.budget.charge(produced, reserved=self._expected_entry_bytes())
+        within = self.budget.charge(produced, reserved=self._reserved.pop(entry, 0), only="samples")
         self._entry_bytes.append(produced)
-        if cache_budget.pin(entry):  # stored; read back unless evicted meanwhile
-            try:
-                return samples_cache.read_entry(entry)
-            finally:
-                cache_budget.unpin(entry)
-        self.this_pass.decoded += 1
-        return list(self._load(item))
+        if not cache_budget.pin(entry):  # evicted meanwhile: decode it again here
+            self.this_pass.decoded += 1
+            return list(self._load(item))
+        try:
+            samples = samples_cache.read_entry(entry)  # memory-mapped: readable after a discard
+        finally:
+            cache_budget.unpin(entry)
+        if within:
+            self.this_pass.kept += 1
+        else:  # larger than the items before it: the budget holds, this one is not kept
+            self.budget.discard(entry)
+            self.this_pass.not_kept += 1
+        return samples
 
     @property
     def complete(self) -> bool:

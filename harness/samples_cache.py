@@ -46,7 +46,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from harness.cache import atomic_write, pid_alive, tree_size
+from harness.cache import atomic_write, tree_size
+from harness.cache_budget import pid_alive
 from harness.spec import Sample
 
 _INDEX = "samples.pkl"

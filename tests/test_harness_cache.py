@@ -158,3 +158,119 @@ def test_source_hash_of_this_project_covers_shared_modules_not_the_venv():
     assert all(not part.startswith(".") for f in files for part in f.split("/"))
     with pytest.raises(TypeError, match="neither a module"):
         cache.source_hash(42)
+
+
+# --- the disk budget -------------------------------------------------------------------------
+
+from harness import cache_budget  # noqa: E402
+from harness.cache_budget import CacheBudget, CacheDiskFull  # noqa: E402
+
+
+def test_atomic_write_leaves_the_whole_file_or_folder_or_nothing(tmp_path):
+    cache.atomic_write(tmp_path / "a.json", lambda tmp: tmp.write_text("{}"))
+    cache.atomic_write(tmp_path / "a.json", lambda tmp: tmp.write_text("[1]"))  # a file is replaced
+    assert (tmp_path / "a.json").read_text() == "[1]"
+
+    def folder(content):
+        def write(tmp):
+            tmp.mkdir()
+            (tmp / "x").write_text(content)
+        return write
+
+    cache.atomic_write(tmp_path / "d", folder("first"))
+    cache.atomic_write(tmp_path / "d", folder("second"))  # a folder renamed first wins the race
+    assert (tmp_path / "d" / "x").read_text() == "first"
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        cache.atomic_write(tmp_path / "b.json", crash)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "d"]
+
+
+@pytest.mark.parametrize("text,size", [("40GB", 40 * 10**9), ("512MiB", 512 * 2**20), ("1.5t", 1.5e12),
+                                       ("1000", 1000), ("2 G", 2 * 10**9)])
+def test_sizes_parse(text, size):
+    assert cache_budget.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "-1GB", "0", "ten", "4 parsecs", "1e9"])
+def test_bad_sizes_say_what_is_expected(text):
+    with pytest.raises(ValueError, match="expected a size such as 40GB|larger than 0"):
+        cache_budget.parse_size(text)
+
+
+def _artifact(cache_dir: Path, name: str, size: int, age_s: float) -> Path:
+    path = cache.build_once(cache_dir, "kind", {"name": name}, lambda out: out.write_bytes(b"x" * size), ".bin")
+    cache_budget.unpin(path)  # as if another, finished run had built it
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age_s))
+    return path
+
+
+def test_least_recently_used_entries_are_evicted_first_and_the_runs_own_kept(tmp_path):
+    old = [_artifact(tmp_path, f"old{i}", 1000, age_s=1000 - i) for i in range(4)]
+    samples = tmp_path / "samples" / "m" / "ab" / ("ab" + "0" * 30)
+    samples.mkdir(parents=True)
+    (samples / "samples.pkl").write_bytes(b"s" * 1000)
+    os.utime(samples, (0, old[1].stat().st_mtime + 0.5))  # used between old1 and old2
+    cache_budget.touch(old[0])  # old0 used again by an earlier run: now the newest of them
+    os.utime(old[0], (0, old[3].stat().st_mtime + 1))
+    budget = CacheBudget(tmp_path, limit=3500)  # a run starts now
+    mine = cache.build_once(tmp_path, "kind", {"name": "this run's"}, lambda out: out.write_bytes(b"y" * 1000))
+    budget.enforce()
+    # 5 entries of 1000 bytes (plus key sidecars) against 3500: the least recently used go until
+    # the cache is at 90 %; this run's artifact stays
+    assert not old[1].exists() and not samples.exists() and not old[2].exists()
+    assert old[3].exists() and old[0].exists() and mine.exists()
+    assert not (old[1].parent / f"{old[1].stem}.key.json").exists(), "an evicted artifact's key goes with it"
+    assert budget.used <= 0.9 * 3500 and budget.evicted_entries == 3 and not budget.over_budget
+    assert cache_budget.scan(tmp_path).total == budget.used
+
+
+def _hold_pin(path, ready, release):
+    cache_budget.pin(Path(path))
+    ready.set()
+    release.wait(30)
+
+
+def test_an_entry_another_process_pinned_is_never_evicted(tmp_path):
+    pinned, free = (_artifact(tmp_path, name, 1000, age_s=100) for name in ("pinned", "free"))
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_pin, args=(str(pinned), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        budget = CacheBudget(tmp_path, limit=100)
+        budget.enforce()
+        assert pinned.exists() and not free.exists() and budget.over_budget
+    finally:
+        release.set()
+        holder.join()
+    budget.enforce()  # the pin died with its process
+    assert not pinned.exists() and not budget.over_budget
+
+
+def test_a_reader_that_pins_after_an_eviction_finds_the_entry_gone(tmp_path):
+    entry = _artifact(tmp_path, "gone", 10, age_s=100)
+    CacheBudget(tmp_path, limit=1).enforce()
+    assert not cache_budget.pin(entry)
+    rebuilt = cache.build_once(tmp_path, "kind", {"name": "gone"}, lambda out: out.write_bytes(b"z"), ".bin")
+    assert rebuilt == entry and rebuilt.read_bytes() == b"z", "build_once builds an evicted artifact again"
+
+
+def test_a_full_disk_names_the_cache_and_the_budget_and_leaves_no_entry(tmp_path):
+    cache_budget.configure(tmp_path, 10**9)
+
+    def full(out: Path) -> None:
+        out.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(CacheDiskFull) as err:
+        cache.build_once(tmp_path, "onnx/m", {"k": "full"}, full, ".onnx")
+    message = str(err.value)
+    assert str(tmp_path) in message and "1.0 GB budget" in message and "--cache-budget" in message
+    assert "onnx/m/" in message
+    assert [p.name for p in (tmp_path / "onnx" / "m").iterdir() if not p.name.endswith(".lock")] == []

@@ -4,6 +4,7 @@ never stored, order kept, look-ahead bounded."""
 from __future__ import annotations
 
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from float32_preprocess import FLOAT32_PATH
-from harness import cache, samples_cache, stages
+from harness import cache, cache_budget, samples_cache, stages
 from harness.datasets import IndexedDataset, Item, ItemUnreadable
 from harness.outputs import batches
 from harness.samples_cache import SampleCache
@@ -246,3 +247,116 @@ def test_stored_samples_are_compact_and_finish_bit_identical_to_the_float32_path
     stored = sum(cache.tree_size(e) for e in samples_cache.entries_in(tmp_path))
     # pixels: a quarter; a float flow compressed about 1.6x (Sintel: 0.34 of before in all)
     assert stored < 0.4 * before, f"stored {stored} bytes where the float32 cache stored {before}"
+
+
+# --- a dataset larger than the cache's budget ---------------------------------------------------
+
+def load_frame_block(item: Item) -> list[Sample]:
+    """A reader's stored form: 20 kB of uint8 pixels per item, derived from the item's number."""
+    value = int(item.path.read_text())
+    return [Sample(item.id, {"x": np.full((100, 200), value, np.uint8)}, value)]
+
+
+def to_float(sample: Sample) -> Sample:
+    return Sample(sample.id, {"x": sample.inputs["x"].astype(np.float32) / 255}, sample.target)
+
+
+@pytest.fixture
+def twenty_items(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(20):
+        (root / f"{i}.txt").write_text(str(i))
+    return root, [Item(str(i), root / f"{i}.txt", i) for i in range(20)]
+
+
+def test_a_dataset_larger_than_the_budget_is_served_whole_and_keeps_what_fits(twenty_items, tmp_path):
+    """20 items of 20 kB against a 100 kB budget, decoded ahead by 2 workers: every pass serves
+    every sample right and in order; the first pass keeps what fits (the run's own entries are
+    not evicted for later ones), the next reads those from the cache and decodes the rest; the
+    cache stays within its budget and the summary says how each item was served."""
+    root, items = twenty_items
+    expected = [to_float(s) for item in items for s in load_frame_block(item)]
+    cache_dir = tmp_path / "cache"
+    cache_budget.configure(cache_dir, 100_000)
+    dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=2)
+    for _ in range(2):
+        served = list(dataset)
+        assert [s.id for s in served] == [s.id for s in expected]
+        for got, want in zip(served, expected):
+            assert np.array_equal(got.inputs["x"], want.inputs["x"]) and got.target == want.target
+        assert cache_budget.scan(cache_dir).total <= 100_000
+    first, total = dataset.summary["this_pass"], dataset.summary
+    kept = len(list(samples_cache.entries_in(cache_dir / "samples" / "m")))
+    assert 3 <= kept < 20
+    assert first == {"decoded": 20 - kept, "from_cache": kept, "kept": 0, "not_kept": 20 - kept}
+    assert (total["decoded"], total["from_cache"], total["kept"], total["not_kept"], total["passes"]) == (
+        20 + 20 - kept, kept, kept, 40 - 2 * kept, 2)
+    assert total["cache"]["budget_bytes"] == 100_000 and total["cache"]["used_bytes"] <= 100_000
+
+
+def test_a_full_disk_while_storing_an_item_names_the_cache_and_the_budget(twenty_items, tmp_path, monkeypatch):
+    root, items = twenty_items
+    cache_dir = tmp_path / "cache"
+    cache_budget.configure(cache_dir, 5 * 10**9)
+    real_save = samples_cache._save
+
+    def disk_fills_up(folder, stem, array):
+        real_save(folder, stem, array)  # a part of the entry is written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(samples_cache, "_save", disk_fills_up)
+    dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0)
+    with pytest.raises(cache_budget.CacheDiskFull) as err:
+        list(dataset)
+    message = str(err.value)
+    assert str(cache_dir) in message and "5.0 GB budget" in message and "the samples of 0" in message
+    assert not list(samples_cache.entries_in(cache_dir / "samples" / "m")), "no entry, whole or partial"
+    assert not any((cache_dir / "samples" / "m" / ".tmp").iterdir())
+
+
+def _private_cache_with_the_models_onnx(spec, suite_cache: Path, private: Path) -> None:
+    """The model's ONNX artifacts copied from the suite's cache (content-keyed: the run finds
+    them), and its generated dataset: everything but the samples and the reference outputs."""
+    weights = stages.load_weights(spec, None)
+    exported = stages.exported_onnx(spec, "smoke", weights, lambda: stages.torch_network(spec, "smoke", weights),
+                                    suite_cache)
+    for artifact in (exported, stages.simplified_onnx(spec, exported, suite_cache)):
+        for path in (artifact, artifact.parent / f"{artifact.name[:24]}.key.json"):
+            target = private / path.relative_to(suite_cache)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    stages.generated_dataset_root(spec, "smoke", private)
+
+
+def test_a_run_with_a_small_budget_is_green_holds_it_and_says_what_it_kept(run_suite, suite_cache, tmp_path):
+    """Efficient-3DCNNs' 3 generated videos (2, 2 and 3 clips of 192 kB) with room for one: the
+    run is green, the cache stays within the budget, and the row and the terminal say what was
+    decoded, read from the cache, kept and not kept over the run's two passes."""
+    from harness.registry import get
+
+    private = tmp_path / "cache"
+    _private_cache_with_the_models_onnx(get("efficient3dcnn"), suite_cache, private)
+    budget = cache_budget.scan(private).total + 450_000  # one video's entry and the reference outputs
+    result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", f"--cache-dir={private}",
+                       f"--cache-budget={budget}")
+    assert result.ret == 0, result.stdout.str()
+    row = next(r for r in result.results["records"] if "accuracy" in r)
+    assert row["accuracy"]["verdict"] == "pass"
+    data = row["data"]
+    # the reference pass decodes all 3 and keeps the first; the deployed pass reads it, decodes 2
+    assert {k: data[k] for k in ("passes", "decoded", "from_cache", "kept", "not_kept")} == {
+        "passes": 2, "decoded": 5, "from_cache": 1, "kept": 1, "not_kept": 4}, data
+    assert data["cache"]["budget_bytes"] == budget and data["cache"]["used_bytes"] <= budget
+    assert cache_budget.scan(private).total <= budget
+    result.stdout.fnmatch_lines([f"cache {private}: * of a * budget; evicted 0 entries (0 B); dataset items "
+                                 "decoded 5, read from the cache 1, kept 1, not kept 4"])
+
+
+@pytest.mark.parametrize("value", ["lots", "0"])
+def test_a_bad_cache_budget_is_a_usage_error_naming_the_option(run_suite, value):
+    result = run_suite("--models=efficient3dcnn", f"--cache-budget={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--cache-budget '{value}': *"])
