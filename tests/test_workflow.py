@@ -10,8 +10,14 @@ import stat
 import subprocess
 from pathlib import Path
 
+import json
+import sys
+
 import pytest
 import yaml
+
+from fabricated_nights import drifting_nights, record, write_night
+from harness import references
 
 PROJECT = Path(__file__).resolve().parents[1]
 WORKFLOW = PROJECT / ".github" / "workflows" / "nightly.yml"
@@ -99,9 +105,17 @@ def test_one_invocation_writes_one_report_with_every_marker_and_uploads_all_of_i
     upload = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert len(upload) == 1 and upload[0].get("if") == "always()"
     assert Path(benchmark).parent == Path(upload[0]["with"]["path"]) == Path("night")
-    gate = _step(job, "gate against the baseline")
-    assert "python -m harness.gate night/results.json --baseline baseline/results.json" in gate["run"]
-    assert gate["if"].startswith("${{ !cancelled()"), "the gate runs when the suite failed too"
+    assert '--references="$REFERENCES"' in command, "the in-run gate holds each row to its pin"
+    assert not [s for s in job["steps"] if "harness.gate" in s.get("run", "")], "the night job gives the one verdict"
+
+
+def test_every_job_installs_the_locked_environment(jobs):
+    for name, job in jobs.items():
+        installs = [s["run"] for s in job["steps"] if "pip install" in s.get("run", "")]
+        assert len(installs) == 1 and "pip install --require-hashes -r requirements.lock && pip install --no-deps -e ." \
+            in installs[0], name
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["env"]["REFERENCES"] == "references/pinned.yaml" and (PROJECT / workflow["env"]["REFERENCES"]).is_file()
 
 
 @pytest.mark.parametrize("job_name", ["cpu", "ascend"])
@@ -193,3 +207,179 @@ def test_the_baseline_is_the_last_completed_night_with_a_report_whatever_its_con
     output.unlink()
     result = _bash(script, {**env, "PATH": f"{first_night}:{os.environ['PATH']}"}, tmp_path)
     assert result.returncode == 0 and "this night is not gated" in result.stdout and not output.exists()
+
+
+# -- the night job: one night, one report, one verdict ------------------------------------------------
+
+def _artifacts(jobs) -> list[str]:
+    """Every report artifact the night's jobs upload (the matrix expanded)."""
+    names = []
+    for job in jobs.values():
+        template = job.get("env", {}).get("ARTIFACT", "")
+        for backend in job.get("strategy", {}).get("matrix", {}).get("backend", [None]):
+            if template.startswith("report-") and job is not jobs["night"]:
+                names.append(template.replace("${{ matrix.backend }}", str(backend)))
+    return names
+
+
+def test_the_night_job_waits_for_every_job_and_gathers_each_report(jobs):
+    night = jobs["night"]
+    assert set(night["needs"]) == {name for name in jobs if name != "night"}
+    assert night["if"] == "${{ !cancelled() }}", "a red job's report is part of the night"
+    assert night["env"]["NIGHT_ARTIFACTS"].split() == _artifacts(jobs) == [
+        "report-cpu-onnxruntime", "report-cpu-openvino", "report-ascend"]
+    summary = _step(night, "job summary")
+    assert summary["if"] == "always()" and '>> "$GITHUB_STEP_SUMMARY"' in summary["run"]
+    upload = [s for s in night["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert len(upload) == 1 and upload[0]["if"] == "always()" and upload[0]["with"]["path"] == "night"
+    assert upload[0]["with"]["name"] == "${{ env.ARTIFACT }}" and night["env"]["ARTIFACT"] == "report-night"
+
+
+# a fake `gh` serving this run's job artifacts (RUN_ID 40) and earlier nights' merged reports from $FAKE_ARTIFACTS
+FAKE_GH_ARTIFACTS = r"""
+echo "$*" >> "$GH_LOG"
+case "$1 $2" in
+  "run list") ls "$FAKE_ARTIFACTS" | grep -v '^40$' | sort -rn ;;
+  "run download")
+    dir=$(echo "$*" | sed -E 's/.*--dir ([^ ]+).*/\1/'); name=$(echo "$*" | sed -E 's/.*--name ([^ ]+).*/\1/')
+    [ -d "$FAKE_ARTIFACTS/$3/$name" ] || { echo "no artifact matches $name" >&2; exit 1; }
+    mkdir -p "$dir"; cp -r "$FAKE_ARTIFACTS/$3/$name/." "$dir/" ;;
+esac
+"""
+
+
+def _night_env(jobs, tmp_path, artifacts) -> dict:
+    tools = _fake_tool(tmp_path / "bin", "gh", FAKE_GH_ARTIFACTS)
+    env = {k: v for k, v in jobs["night"]["env"].items() if "${{" not in str(v)}
+    workflow_env = yaml.safe_load(WORKFLOW.read_text())["env"]
+    return {**env, "REFERENCES": str(PROJECT / workflow_env["REFERENCES"]), "RUN_ID": "40", "BRANCH": "main",
+            "PATH": f"{tools}:{Path(sys.executable).parent}:{os.environ['PATH']}", "FAKE_ARTIFACTS": str(artifacts),
+            "PYTHONPATH": str(PROJECT),  # the steps run in the checkout; here in a scratch folder
+            "GH_LOG": str(tmp_path / "gh.log"), "GITHUB_OUTPUT": str(tmp_path / "github_output"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "step_summary.md")}
+
+
+def _upload(artifacts: Path, run_id: int, name: str, results: Path) -> None:
+    folder = artifacts / str(run_id) / name
+    folder.mkdir(parents=True)
+    shutil.copy(results, folder / "results.json")
+
+
+def test_a_night_missing_a_jobs_report_says_which_and_merges_the_rest(jobs, tmp_path):
+    script = _step(jobs["night"], "gather the night's reports")["run"]
+    artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
+    for name in ("report-cpu-onnxruntime", "report-ascend"):
+        _upload(artifacts, 40, name, write_night(reports, name, [record(1)]))
+    env = _night_env(jobs, tmp_path, artifacts)
+    result = _bash(script, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "::error::no report from report-cpu-openvino" in result.stdout
+    assert (tmp_path / "github_output").read_text() == "missing= report-cpu-openvino\n"
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["report-ascend", "report-cpu-onnxruntime"]
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    result = _bash(script, {**_night_env(jobs, nothing, tmp_path / "empty"), "HOME": str(nothing)}, nothing)
+    assert result.returncode == 1 and "no job of this night uploaded a report" in result.stdout
+
+
+def test_the_history_is_the_last_nights_merged_reports_and_the_newest_is_the_baseline(jobs, tmp_path):
+    script = _step(jobs["night"], "the last nights")["run"]
+    artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
+    for run_id in (36, 37, 39):  # 38 was cancelled before its upload
+        _upload(artifacts, run_id, "report-night", write_night(reports, f"night-{run_id}", [record(1)], run_id))
+    (artifacts / "38").mkdir()
+    env = {**_night_env(jobs, tmp_path, artifacts), "HISTORY_NIGHTS": "3"}
+    result = _bash(script, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "history").iterdir()) == ["37", "39"], "two earlier nights + tonight = 3"
+    assert (tmp_path / "github_output").read_text() == "baseline=history/39/results.json\n"
+    first = tmp_path / "first"
+    first.mkdir()
+    result = _bash(script, _night_env(jobs, first, tmp_path / "none"), first)
+    assert result.returncode == 0 and "0 earlier night(s)" in result.stdout and not (first / "github_output").exists()
+
+
+def _run_night(jobs, tmp_path, artifacts, references: Path) -> tuple[dict, subprocess.CompletedProcess]:
+    """The night job's steps after the install, in order, as the runner runs them (a step
+    without `if: always()` is skipped after a failed one)."""
+    env = {**_night_env(jobs, tmp_path, artifacts), "REFERENCES": str(references)}
+    failed, results = False, {}
+    for step in jobs["night"]["steps"]:
+        if "run" not in step or "pip install" in step["run"] or (failed and step.get("if") != "always()"):
+            continue
+        outputs = {}
+        if (tmp_path / "github_output").exists():
+            outputs = dict(line.split("=", 1) for line in (tmp_path / "github_output").read_text().splitlines())
+        step_env = {k: outputs.get(v.split(".")[-1].rstrip(" }"), "") if "steps." in v else v
+                    for k, v in step.get("env", {}).items()}
+        results[step["name"]] = result = _bash(step["run"], {**env, **step_env}, tmp_path)
+        failed = failed or result.returncode != 0
+    return results, result
+
+
+def test_a_drifting_night_is_one_red_verdict_in_the_job_summary_with_its_history(jobs, tmp_path):
+    """Four nights of a slow drift, each inside the last night's band: the night job merges the
+    jobs' reports, draws the history, and its one gate holds the drift red against the pin."""
+    reports, artifacts = tmp_path / "reports", tmp_path / "artifacts"
+    nights = drifting_nights(reports, 4)
+    pinned = tmp_path / "pinned.yaml"
+    references.update(nights[0], pinned)
+    for run_id, night in enumerate(nights[:-1], start=36):
+        _upload(artifacts, run_id, "report-night", night)
+    tonight = json.loads(nights[-1].read_text())
+    for backend, rows in (("report-cpu-onnxruntime", tonight["records"][:1]), ("report-cpu-openvino", tonight["records"][1:])):
+        _upload(artifacts, 40, backend, write_night(reports / "jobs", backend, rows, 3))
+    (artifacts / "40" / "report-ascend").mkdir()  # the Ascend job failed before its upload
+    steps, last = _run_night(jobs, tmp_path, artifacts, pinned)
+    assert all(r.returncode == 0 for name, r in steps.items() if "gate" not in name), \
+        {n: r.stdout + r.stderr for n, r in steps.items()}
+    verdict = steps["one gate verdict for the night"]
+    assert verdict.returncode == 1, verdict.stdout + verdict.stderr
+    assert "perf/fps" not in verdict.stdout.split("figure(s) compared")[0], "-22 % is inside the CPU runners' 30 %"
+    assert "REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79.88% vs pinned 80% (-0.12%, tolerance ±0.1)" in verdict.stdout
+    summary = (tmp_path / "step_summary.md").read_text()
+    assert summary.startswith("**No report from report-ascend**")
+    assert "## Gate\n\n**RED**:" in summary and "accuracy/top1: 79.88% vs pinned 80%" in summary
+    assert "| m/onnxruntime/fp32/bs1 (smoke profile, no soc) | accuracy/top1 | 80 | 79.88 | -0.12% | **11-23** (" in summary
+    assert "![" not in summary and "artifact `report-night`" in summary
+    for picture in ("drift.png", "m-onnxruntime-fp32-bs1-smoke-nosoc.png"):
+        assert (tmp_path / "night" / "history" / picture).is_file()
+    assert (tmp_path / "night" / "results.json").is_file() and (tmp_path / "night" / "gate.txt").is_file()
+
+
+# -- the locked environment ------------------------------------------------------------------------
+
+def _pins(lock_text: str) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) of every entry of a pip-compile lock."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for block in re.split(r"(?m)^(?=[A-Za-z0-9])", lock_text):
+        found = re.match(r"([A-Za-z0-9._-]+)==(\S+) \\", block)
+        if found:
+            pins[canonicalize_name(found.group(1))] = (found.group(2), block.count("--hash=sha256:"))
+    return pins
+
+
+def test_the_lock_pins_every_requirement_with_hashes_and_the_cpu_torch():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    required = {canonicalize_name(Requirement(line.split("#")[0]).name)
+                for line in (PROJECT / "requirements.txt").read_text().splitlines() if line.split("#")[0].strip()}
+    lock = (PROJECT / "requirements.lock").read_text()
+    pins = _pins(lock)
+    assert required <= set(pins), f"requirements.txt names {sorted(required - set(pins))}, the lock does not: refresh it"
+    assert not [name for name, (_, hashes) in pins.items() if not hashes], "every pin carries its hashes"
+    assert pins["torch"][0] == "2.13.0+cpu"
+    command = re.search(r"(?m)^#    (pip-compile .*)$", lock).group(1)
+    readme = (PROJECT / "README.md").read_text()
+    assert command in readme, "the README's refresh command is the one that wrote the lock"
+    assert "pip install --require-hashes -r requirements.lock && pip install --no-deps -e ." in readme
+    ci = (PROJECT / ".ci" / "run").read_text()
+    assert "pip install --quiet --require-hashes -r requirements.lock" in ci and "requirements.txt" not in ci
+
+
+def test_the_lock_check_fails_on_a_requirement_the_lock_lacks():
+    assert "polygraphy" in _pins((PROJECT / "requirements.lock").read_text())
+    assert "polygraphy" not in _pins(re.sub(r"(?ms)^polygraphy==.*?(?=^[a-z])", "", (PROJECT / "requirements.lock").read_text()))
