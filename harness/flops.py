@@ -1,23 +1,39 @@
 """GFLOPs per sample counted from an ONNX graph (the device's peak is harness/peak.py)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import shape_inference
 
+from harness import cache
+
 
 def _shape(value_info) -> list[int]:
     return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def gflops_per_sample(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> float:
+def gflops_per_sample(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]],
+                      cache_dir: Path | None = None) -> float:
     """2 x multiply-adds of Conv, ConvTranspose, MatMul and Gemm at batch size 1.
 
     Other ops (activations, pooling, resampling) are memory-bound and left out, as FLOP counts
-    in papers and ModelZoo tables usually do.
+    in papers and ModelZoo tables usually do. With ``cache_dir`` the count is an artifact like
+    any other (``<cache_dir>/flops/``), keyed by the graph's content, the shapes and this code:
+    shape inference over a large graph takes seconds (FlowNet2: 4 s), once.
     """
+    if cache_dir is None:
+        return _count(onnx_path, input_shapes)
+    parts = {"onnx": cache.artifact_identity(onnx_path), "inputs": {n: list(s) for n, s in input_shapes.items()},
+             "counter": cache.source_hash(__name__)}
+    stored = cache.build_once(cache_dir, "flops", parts, lambda out: out.write_text(
+        json.dumps({"gflops_per_sample": _count(onnx_path, input_shapes)})), ".json")
+    return float(json.loads(stored.read_text())["gflops_per_sample"])
+
+
+def _count(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> float:
     model = onnx.load(str(onnx_path))
     for value in model.graph.input:
         if value.name in input_shapes:

@@ -23,3 +23,19 @@ def test_counts_conv_transposed_conv_and_gemm(tmp_path):
     torch.onnx.export(Small().eval(), (torch.rand(1, 3, 8, 8),), str(path), dynamo=False, opset_version=11,
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
     assert flops.gflops_per_sample(path, {"x": (3, 8, 8)}) * 1e9 == pytest.approx(27_648 + 16_384 + 20_480)
+
+
+def test_the_count_is_cached_by_the_graphs_content(tmp_path, monkeypatch):
+    path = tmp_path / "small.onnx"
+    torch.onnx.export(Small().eval(), (torch.rand(1, 3, 8, 8),), str(path), dynamo=False, opset_version=11,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    cache_dir = tmp_path / "cache"
+    first = flops.gflops_per_sample(path, {"x": (3, 8, 8)}, cache_dir)
+    counted = []
+    monkeypatch.setattr(flops, "_count", lambda *args: counted.append(args) or 0.0)
+    assert flops.gflops_per_sample(path, {"x": (3, 8, 8)}, cache_dir) == first and not counted
+    flops.gflops_per_sample(path, {"x": (3, 16, 16)}, cache_dir)
+    assert len(counted) == 1, "other shapes are another count"
+    path.write_bytes(path.read_bytes() + b" ")  # another graph (not a cache artifact: its sha256)
+    flops.gflops_per_sample(path, {"x": (3, 8, 8)}, cache_dir)
+    assert len(counted) == 2
