@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -108,7 +109,22 @@ class PartWriter:
         if missing:
             raise ValueError(f"report record lacks {missing}")
         with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=_jsonable) + "\n")
+            f.write(json.dumps(measured(record), default=_jsonable, allow_nan=False) + "\n")
+
+
+def measured(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, in nested dicts and lists: a
+    figure that is not a number is refused where it enters (a finding says why), and results.json
+    never carries one as a measured value."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: measured(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [measured(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return measured(value.item())
+    return value
 
 
 def _jsonable(value: Any):
@@ -137,7 +153,7 @@ def merge_parts(run_dir: Path) -> list[dict]:
 def write_results(run_dir: Path, header: dict, records: list[dict], notes: Iterable[str] = ()) -> dict:
     results = {"format": FORMAT, **header, "notes": list(notes), "records": records}
     tmp = run_dir / f".results.{os.getpid()}.json"
-    tmp.write_text(json.dumps(results, indent=1, default=_jsonable))
+    tmp.write_text(json.dumps(measured(results), indent=1, default=_jsonable, allow_nan=False))
     os.replace(tmp, run_dir / "results.json")
     return results
 

@@ -239,6 +239,19 @@ def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, de
     return result
 
 
+def conformance_result(precision: str, deployed: DeployedRun) -> Result:
+    """The deployed outputs element-wise against PyTorch's at one batch size (``-m conformance``)."""
+    stats = deployed.elementwise
+    result = Result("conformance")
+    result.figures.append(Figure("conformance", "outside_tolerance", float(stats.outside), "elements", False,
+                                 reference=0.0, reference_name="allowed", verdict="pass" if stats.passed else "fail"))
+    for problem in deployed.output_problems:
+        result.fail("outputs", problem)
+    if not stats.passed:
+        result.fail("element-wise", f"{stats.message()} (vs PyTorch, {precision} tolerance)")
+    return result
+
+
 def _fmt(value: float | None) -> str:
     return "nan" if value is None else f"{value:.6g}"
 

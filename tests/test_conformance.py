@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import export
+from harness import export, results
 
 pytestmark = pytest.mark.conformance
 
@@ -24,10 +24,11 @@ def test_onnx_has_only_standard_ops(model, onnx_model):
     assert not custom, f"{model.name}: custom ops in the exported graph: {custom}"
 
 
-def test_deployed_outputs_match_pytorch(model, batch_size, backend, deployed_outputs, weights, record):
-    stats = deployed_outputs.elementwise
-    record(conformance=stats.as_dict(), weights=weights.provenance, data=deployed_outputs.dataset)
-    assert stats.passed, f"{model.name} bs{batch_size} on {backend.name} ({backend.precision}): {stats.message()}"
+def test_deployed_outputs_match_pytorch(backend, deployed_outputs, weights, record):
+    result = results.conformance_result(backend.precision, deployed_outputs)
+    record(result, conformance=deployed_outputs.elementwise.as_dict(), weights=weights.provenance,
+           data=deployed_outputs.dataset)
+    result.raise_if_failed(record.row)
 
 
 def test_seed_preprocessing_matches_the_suites(model, run, dataset, seed_inputs):

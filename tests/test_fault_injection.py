@@ -74,6 +74,11 @@ def test_nan_from_the_runtime_fails_naming_the_sample(run_suite):
     result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", plugin=faulty(NAN))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*the deployed model produced NaN or Inf on 7 sample(s), first v_*/clip0 (outputs class)*"])
+    # a refused figure is absent, never a number: NaN or Infinity as a JSON value fails here
+    json.loads((result.results_dir / "results.json").read_text(),
+               parse_constant=lambda constant: pytest.fail(f"{constant} as a value in results.json"))
+    assert not any(cell.strip() in ("nan", "inf", "-inf") for line in (result.results_dir / "summary.md").read_text()
+                   .splitlines() for cell in line.split("|"))
 
 
 def test_the_faithful_deployment_is_green_and_says_the_weights_are_seeded(run_suite):
