@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import enum
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import references as refs
-from harness.references import finite, gated_figures
+from harness.records import Run, load_run, row_name
+from harness.references import gated_figures
+from harness.results import finite
 
 PINNED, BASELINE = "pinned", "baseline"  # what a finding was judged against
-RECORD_KEY = ("model", "backend", "precision", "batch_size")
 
 
 class Kind(enum.Enum):
@@ -69,30 +70,6 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.kind.value.upper()} {self.row} {self.what}: {self.detail}"
-
-
-def record_key(record: dict) -> tuple:
-    return tuple(record[k] for k in RECORD_KEY)
-
-
-def row_name(key: tuple) -> str:
-    model, backend, precision, bs = key
-    return f"{model}/{backend}/{precision}/bs{bs}"
-
-
-@dataclass(frozen=True)
-class Run:
-    """A finished run's results.json: its header (environment, config, ...) and rows by key."""
-    path: Path
-    header: dict
-    records: dict[tuple, dict] = field(repr=False)
-
-
-def load_run(path: Path) -> Run:
-    """A results.json (format 2), or :class:`ReferencesError` naming the file and what is wrong."""
-    data = refs.load_results(path)
-    return Run(Path(path), {k: v for k, v in data.items() if k != "records"},
-               {record_key(r): r for r in data["records"]})
 
 
 def _reason(record: dict) -> str:

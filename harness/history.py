@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from harness import gate
+from harness import gate, records
 from harness import references as refs
-from harness.references import finite, gated_figures, published_values
+from harness.references import gated_figures, published_values
+from harness.results import finite
 
 FAILED_STATUSES = ("fail", "error")
 DRIFT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:blue", "tab:olive"]  # no green: the band
@@ -42,12 +43,12 @@ class Night:
 
 def load_nights(paths: list[Path], last: int | None = None) -> list[Night]:
     """Each results.json (or a folder holding one) as a night, oldest first, the last ``last`` kept;
-    :class:`references.ReferencesError` names a file that cannot be read."""
+    :class:`records.ResultsFormatError` names a file that cannot be read."""
     nights = {}
     for path in paths:
         path = Path(path)
         path = path / "results.json" if path.is_dir() else path
-        data = refs.load_results(path)
+        data = records.load_results(path)
         run_id = str(data.get("run_id") or path.parent.name)
         nights[run_id] = Night(path, run_id, str(data.get("started") or ""),
                                {refs.row_key(r): r for r in data["records"]})
@@ -139,7 +140,7 @@ def row_histories(nights: list[Night], references: refs.References | None, fps_f
             if record is None:
                 failed.append(None)
                 continue
-            judged = gate.Baseline(references, gate.Run(night.path, {}, {key[:4]: previous} if previous else {}))
+            judged = gate.Baseline(references, records.Run(night.path, {}, {key[:4]: previous} if previous else {}))
             failing = [str(f) for f in judged.judge(key[:4], record, fraction) if f.failing]
             if record.get("status") in FAILED_STATUSES:
                 failing.insert(0, f"its own verdict: {record['status']}")

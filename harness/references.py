@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from harness import records
+from harness.results import finite
+
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_PATH = PROJECT / "references" / "pinned.yaml"
 FORMAT = 1  # of the pinned-references file
-RESULTS_FORMAT = 2  # the results.json layout whose records carry "figures"
 GATED_KINDS = ("accuracy", "speed")  # figures of kind "info" are shown, never gated nor pinned
 ROW_FIELDS = ("model", "backend", "precision", "batch_size", "profile", "soc")
 FIGURE_FIELDS = ("value", "unit", "higher_is_better", "kind", "tolerance")
@@ -43,13 +43,6 @@ HEADER = """\
 
 class ReferencesError(ValueError):
     """A references or results file that cannot be read: the message names the file and why."""
-
-
-def finite(value) -> float | None:
-    """A finite figure, or None (absent, NaN, infinite or not a number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def gated_figures(record: dict) -> dict[str, dict]:
@@ -157,26 +150,6 @@ def load(path: Path) -> References:
     return References(path, pins)
 
 
-def load_results(path: Path) -> dict:
-    """A results.json whose records carry figures, or :class:`ReferencesError` naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        _fail(path, f"cannot be read ({err.strerror or err}); expected a results.json written by this suite")
-    except ValueError as err:
-        _fail(path, f"not JSON ({err}); expected a results.json written by this suite")
-    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        _fail(path, "no 'records' list; expected a results.json written by this suite")
-    if data.get("format", 1) != RESULTS_FORMAT:
-        _fail(path, f"results.json format {data.get('format', 1)}, this suite reads format {RESULTS_FORMAT}")
-    for number, record in enumerate(data["records"]):
-        missing = [k for k in ROW_FIELDS[:4] if not isinstance(record, dict) or k not in record]
-        if missing:
-            _fail(path, f"record {number} lacks {', '.join(missing)}")
-    return data
-
-
 # -- the explicit update ---------------------------------------------------------------------------
 
 def _document(runs: dict, pins: dict[tuple, dict]) -> str:
@@ -198,7 +171,7 @@ def update(results_path: Path, references_path: Path, patterns: list[str] | None
     globs; all rows without) into ``references_path``, replacing their earlier pins and keeping
     every other row. Returns what changed, line by line. Rows whose own verdict did not pass are
     left unpinned (named): a pin is a figure someone accepted."""
-    results = load_results(results_path)
+    results = records.load_results(results_path)
     references_path = Path(references_path)
     if references_path.exists():
         existing = load(references_path)
@@ -211,7 +184,7 @@ def update(results_path: Path, references_path: Path, patterns: list[str] | None
                     "results": str(results_path), "environment": results.get("environment") or {}}
     changes, matched = [], 0
     for record in results["records"]:
-        name = "{}/{}/{}/bs{}".format(*(record[k] for k in ROW_FIELDS[:4]))
+        name = records.row_name(records.record_key(record))
         if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
             continue
         matched += 1
@@ -255,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         changes = update(args.results, args.file, args.rows)
-    except ReferencesError as err:
+    except ValueError as err:  # a references or results file that cannot be read, a pattern matching nothing
         parser.error(str(err))
     print("\n".join(changes))
     print(f"wrote {args.file}: review the change and commit it in a pull request that says why")
