@@ -1,22 +1,31 @@
-"""Benchmark of the data path: preprocessing once, on every core, ahead of inference.
+"""Benchmark of the data path: the compact sample cache, its budget, decoding ahead on every core.
 
-    python -m harness.bench_data --profile full [--videos 120] [--slowfast-videos 24] [--workers N]
+    python -m harness.bench_data [--models a,b] [--profile full] [--warm-model efficient3dcnn]
+        [--warm-items 40] [--over-model slowfast] [--over-items 200] [--over-profile smoke]
 
-On a generated dataset of realistic length (the models' ``data.generate`` output, its videos
-copied under new names until the index lists ``--videos`` Efficient-3DCNNs videos and
-``--slowfast-videos`` SlowFast videos), at the profile's shapes, it reports:
+Any registered model: each model's generator writes its own dataset in its real layout, with as
+many items as asked (``Profile.generated_samples``); nothing here knows a dataset's index. It
+reports, as ratios measured in this one process:
 
-* cold preprocessing throughput (items/s, samples/s) with 1 worker process and with N;
-* a warm accuracy-style pass (dataset -> batches -> ONNX Runtime) of Efficient-3DCNNs: its wall
-  time against the inference time alone, i.e. the share of the wall the data costs;
-* items decoded per pass: cold (goal: the unique count) and warm (goal: 0);
-* peak RSS of a warm pass over two dataset lengths, each in its own subprocess (goal: equal).
+* bytes per item and per sample, stored (the last integer stage, float targets compressed)
+  against the float32 tensors the cache stored before, for every model at ``--profile`` (on
+  generated items, and on the real files under ``--data-root`` where they are), and
+  the extrapolation to the model's full evaluation set (``published_items``, or the data
+  module's ``FULL_SET_SAMPLES`` where an item holds several samples);
+* a warm accuracy-style pass (dataset -> batches -> ONNX Runtime) of ``--warm-model``: its wall
+  time against the inference alone, i.e. the share of the wall the data costs; and the peak
+  RSS of a warm pass over a quarter and over all of its items (each in its own subprocess);
+* a cold pass over ``--over-items`` items of ``--over-model`` with a budget of a tenth of what
+  they take stored, with 1 worker and with every core: throughput, what was kept and decoded,
+  the budget held, the samples the same as without a cache; then a second pass.
 
-Not part of the test run: it takes minutes and builds the full-profile ONNX.
+Not part of the test run: it takes minutes and builds the warm model's ONNX at the profile.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import os
 import resource
@@ -27,46 +36,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import stages
-from harness.registry import get
+import numpy as np
+
+from harness import cache_budget, stages
+from harness.registry import all_specs, get
 from harness.samples_cache import SampleCache
-from harness.stages import sample_cache_key
 
 
-def _replicate_e3d(root: Path, protocol: dict, videos: int) -> None:
-    """Copy the generated videos under new ids until the split json lists ``videos`` of them."""
-    annotation = root / protocol["annotation"]
-    index = json.loads(annotation.read_text())
-    originals = [(vid, e) for vid, e in index["database"].items() if e["subset"] == protocol["subset"]]
-    for n in range(videos - len(originals)):
-        vid, entry = originals[n % len(originals)]
-        label = entry["annotations"]["label"]
-        copy_id = f"{vid}_copy{n:04d}"
-        source = root / protocol["frames_dir"] / label / vid
-        shutil.copytree(source, source.parent / copy_id)
-        index["database"][copy_id] = entry
-    annotation.write_text(json.dumps(index))
-
-
-def _replicate_slowfast(root: Path, protocol: dict, videos: int) -> None:
-    list_file = root / protocol["list_file"]
-    lines = list_file.read_text().split("\n")
-    originals = [line for line in lines if line.strip()]
-    for n in range(videos - len(originals)):
-        rel, label = originals[n % len(originals)].rsplit(None, 1)
-        copy_rel = rel.replace(".mp4", f"_copy{n:04d}.mp4")
-        shutil.copy(root / protocol["videos_dir"] / rel, root / protocol["videos_dir"] / copy_rel)
-        originals.append(f"{copy_rel} {label}")
-    list_file.write_text("\n".join(originals) + "\n")
-
-
-def build_dataset(model: str, profile: str, where: Path, videos: int) -> Path:
+def build_dataset(model: str, profile: str, where: Path, items: int) -> Path:
+    """The model's generated dataset with ``items`` items, in its real layout (once per folder)."""
     spec = get(model)
-    root = where / model
+    root = where / f"{model}-{profile}-{items}"
     if not root.exists():
-        protocol = spec.protocol_for(profile)
-        spec.generate_dataset(root, spec.profile(profile), protocol)
-        (_replicate_e3d if model == "efficient3dcnn" else _replicate_slowfast)(root, protocol, videos)
+        shapes = dataclasses.replace(spec.profile(profile), generated_samples=items)
+        spec.generate_dataset(root, shapes, spec.protocol_for(profile))
     return root
 
 
@@ -76,34 +59,52 @@ def open_cached(model: str, profile: str, root: Path, cache_dir: Path | None, wo
     dataset = spec.open_dataset(root, spec.profile(profile), spec.protocol_for(profile), limit, True)
     cache = None
     if cache_dir is not None:
-        cache = SampleCache(cache_dir, sample_cache_key(spec, profile))
+        cache = SampleCache(cache_dir / "samples" / model, stages.sample_cache_key(spec, profile), cache_dir)
     return dataset.preprocessed(cache, workers)
 
 
-def timed_pass(dataset) -> tuple[float, int]:
-    start = time.perf_counter()
-    samples = sum(1 for _ in dataset)
-    return time.perf_counter() - start, samples
+def _float32_bytes(sample) -> int:
+    """What the float32 cache stored for a sample: its inputs and an array target, raw."""
+    return sum(a.nbytes for a in [*sample.inputs.values(), sample.target] if isinstance(a, np.ndarray))
 
 
-def cold_throughput(model: str, profile: str, root: Path, work: Path, workers: int) -> dict:
-    cache_dir = work / f"cold_{model}_{workers}"
+def bytes_per_item(model: str, profile: str, work: Path, items: int, data_root: Path | None = None) -> dict:
+    """Stored against float32 bytes, on generated items, or on the real files under ``data_root``."""
+    spec = get(model)
+    root = data_root / spec.dataset_dir if data_root else build_dataset(model, profile, work / "data", items)
+    cache_dir = work / f"bytes_{model}_{'real' if data_root else 'generated'}"
     shutil.rmtree(cache_dir, ignore_errors=True)
-    dataset = open_cached(model, profile, root, cache_dir, workers)
-    seconds, samples = timed_pass(dataset)
-    return {"workers": workers, "seconds": seconds, "items": dataset.read, "samples": samples,
-            "decoded": dataset.decoded, "items_per_s": dataset.read / seconds,
-            "samples_per_s": samples / seconds}
+    dataset = open_cached(model, profile, root, cache_dir, 0)
+    before = sum(_float32_bytes(s) for s in dataset)
+    after = sum(cache_budget.scan(cache_dir).entries.values())
+    data_module = importlib.import_module(f"{stages.model_package(spec).__name__}.data")
+    full_samples = getattr(data_module, "FULL_SET_SAMPLES", None)
+    per_sample_after = after / dataset.samples
+    if full_samples is None and spec.published_items:
+        full_samples = spec.published_items * dataset.samples / dataset.read
+    return {"items": dataset.read, "samples": dataset.samples,
+            "float32_bytes_per_sample": before / dataset.samples, "stored_bytes_per_sample": per_sample_after,
+            "ratio": after / before, "full_set_samples": full_samples,
+            "full_set_float32_gb": full_samples and full_samples * before / dataset.samples / 1e9,
+            "full_set_stored_gb": full_samples and full_samples * per_sample_after / 1e9}
 
 
-def warm_accuracy_pass(profile: str, root: Path, cache_dir: Path, onnx_path: Path, batch_size: int) -> dict:
+def timed_pass(dataset) -> tuple[float, int, list[str]]:
+    start = time.perf_counter()
+    ids = [s.id for s in dataset]
+    return time.perf_counter() - start, len(ids), ids
+
+
+def warm_accuracy_pass(model: str, profile: str, root: Path, cache_dir: Path, onnx_path: Path,
+                       batch_size: int, workers: int) -> dict:
     """dataset -> batches -> ONNX Runtime over the stored samples: wall vs inference alone."""
     from harness.backends.onnxruntime import OnnxRuntimeBackend
     from harness.outputs import batches
 
-    spec = get("efficient3dcnn")
+    spec = get(model)
     session = OnnxRuntimeBackend("fp32").open(onnx_path, stages.input_shapes(spec, profile, batch_size))
-    dataset = open_cached("efficient3dcnn", profile, root, cache_dir, os.cpu_count() or 1)
+    list(open_cached(model, profile, root, cache_dir, workers))  # the cold pass stores every item
+    dataset = open_cached(model, profile, root, cache_dir, workers)
     inference = 0.0
     start = time.perf_counter()
     for _, feeds in batches(dataset, batch_size, spec.input_names):
@@ -111,18 +112,40 @@ def warm_accuracy_pass(profile: str, root: Path, cache_dir: Path, onnx_path: Pat
         session.run(feeds)
         inference += time.perf_counter() - t
     wall = time.perf_counter() - start
-    return {"batch_size": batch_size, "samples": dataset.samples, "decoded": dataset.decoded,
+    return {"model": model, "batch_size": batch_size, "samples": dataset.samples,
+            "decoded": dataset.this_pass.decoded, "from_cache": dataset.this_pass.from_cache,
             "wall_s": wall, "inference_s": inference, "data_share_of_wall": (wall - inference) / wall}
 
 
+def over_budget_pass(model: str, profile: str, root: Path, work: Path, workers: int, share: float) -> dict:
+    """A cold pass, then a second one, with a budget of ``share`` of what the items take stored."""
+    probe = work / "over_probe"
+    if not probe.exists():  # the stored size of every item, once
+        list(open_cached(model, profile, root, probe, 0))
+    stored = sum(cache_budget.scan(probe).entries.values())
+    cache_dir = work / f"over_{workers}"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    list(open_cached(model, profile, root, None, workers, limit=workers))  # the pool started, not timed
+    budget = cache_budget.configure(cache_dir, int(share * stored))
+    dataset = open_cached(model, profile, root, cache_dir, workers)
+    seconds, samples, ids = timed_pass(dataset)
+    cold = dict(vars(dataset.this_pass))
+    warm_seconds, _, warm_ids = timed_pass(dataset)
+    expected = [s.id for s in open_cached(model, profile, root, None, workers)]
+    return {"workers": workers, "items": dataset.read, "stored_bytes_all_items": stored,
+            "budget_bytes": budget.budget, "cache_bytes_after": cache_budget.scan(cache_dir).total,
+            "cold": {**cold, "seconds": seconds, "items_per_s": dataset.read / seconds},
+            "second": {**vars(dataset.this_pass), "seconds": warm_seconds, "items_per_s": dataset.read / warm_seconds},
+            "same_samples_in_order": ids == warm_ids == expected}
+
+
 def _rss_child(args) -> None:
-    dataset = open_cached(args.model, args.profile, Path(args.root), Path(args.cache), 0, args.limit)
     from harness.outputs import batches
 
-    spec = get(args.model)
-    for _ in batches(dataset, 4, spec.input_names):
+    dataset = open_cached(args.model, args.profile, Path(args.root), Path(args.cache), 0, args.limit)
+    for _ in batches(dataset, 4, get(args.model).input_names):
         pass
-    print(json.dumps({"limit": args.limit, "samples": dataset.samples, "decoded": dataset.decoded,
+    print(json.dumps({"limit": args.limit, "samples": dataset.samples, "decoded": dataset.this_pass.decoded,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -134,45 +157,57 @@ def peak_rss(model: str, profile: str, root: Path, cache_dir: Path, limit: int) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> None:
+def _arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=None, help="comma-separated; default: every registered model")
     parser.add_argument("--profile", default="full", choices=("smoke", "full"))
-    parser.add_argument("--videos", type=int, default=120, help="Efficient-3DCNNs videos")
-    parser.add_argument("--slowfast-videos", type=int, default=24)
+    parser.add_argument("--bytes-items", type=int, default=2, help="items per model for the bytes per item")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="also measure the bytes per item on the real files there (e.g. ../shared/data)")
+    parser.add_argument("--warm-model", default="efficient3dcnn")
+    parser.add_argument("--warm-items", type=int, default=40)
+    parser.add_argument("--over-model", default="slowfast")
+    parser.add_argument("--over-items", type=int, default=200)
+    parser.add_argument("--over-profile", default="smoke", choices=("smoke", "full"))
+    parser.add_argument("--over-share", type=float, default=0.1, help="the budget, as a share of the stored items")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--root", help=argparse.SUPPRESS)
-    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    for hidden in ("--model", "--root", "--cache"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = _arguments(argv)
     if args.rss_child:
         return _rss_child(args)
-
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_data_"))
+    models = args.models.split(",") if args.models else [s.name for s in all_specs()]
     report: dict = {"profile": args.profile, "cores": os.cpu_count(), "workers": args.workers}
-    for model, videos in (("efficient3dcnn", args.videos), ("slowfast", args.slowfast_videos)):
-        root = build_dataset(model, args.profile, work / "data", videos)
-        runs = [cold_throughput(model, args.profile, root, work, w) for w in sorted({1, args.workers})]
-        warm = open_cached(model, args.profile, root, work / f"cold_{model}_{args.workers}", args.workers)
-        warm_seconds, _ = timed_pass(warm)
-        report[model] = {"videos": len(warm.items), "cold": runs,
-                         "speedup_n_vs_1": runs[-1]["items_per_s"] / runs[0]["items_per_s"],
-                         "warm_pass": {"seconds": warm_seconds, "decoded": warm.decoded,
-                                       "samples_per_s": warm.samples / warm_seconds}}
-        print(json.dumps({model: report[model]}, indent=1), flush=True)
 
-    e3d_root, e3d_cache = work / "data" / "efficient3dcnn", work / f"cold_efficient3dcnn_{args.workers}"
-    onnx_path = stages.onnx_for(get("efficient3dcnn"), args.profile, work / "artifacts")
-    report["warm_accuracy_pass"] = warm_accuracy_pass(args.profile, e3d_root, e3d_cache, onnx_path,
-                                                      args.batch_size)
-    print(json.dumps({"warm_accuracy_pass": report["warm_accuracy_pass"]}, indent=1), flush=True)
-    videos = report["efficient3dcnn"]["videos"]
-    report["peak_rss"] = [peak_rss("efficient3dcnn", args.profile, e3d_root, e3d_cache, n)
-                          for n in (max(1, videos // 4), videos)]
-    print(json.dumps({"peak_rss": report["peak_rss"]}, indent=1), flush=True)
+    def emit(name: str, value) -> None:
+        report[name] = value
+        print(json.dumps({name: value}, indent=1), flush=True)
+
+    emit("bytes", {m: bytes_per_item(m, args.profile, work, args.bytes_items) for m in models})
+    if args.data_root:
+        emit("bytes_real_files", {m: bytes_per_item(m, args.profile, work, 0, args.data_root) for m in models
+                                  if (args.data_root / get(m).dataset_dir).is_dir()})
+    root = build_dataset(args.warm_model, args.profile, work / "data", args.warm_items)
+    onnx_path = stages.onnx_for(get(args.warm_model), args.profile, work / "artifacts")
+    warm_cache = work / "warm_cache"
+    emit("warm_accuracy_pass", warm_accuracy_pass(args.warm_model, args.profile, root, warm_cache, onnx_path,
+                                                  args.batch_size, args.workers))
+    emit("peak_rss", [peak_rss(args.warm_model, args.profile, root, warm_cache, n)
+                      for n in (max(1, args.warm_items // 4), args.warm_items)])
+    over_root = build_dataset(args.over_model, args.over_profile, work / "data", args.over_items)
+    runs = [over_budget_pass(args.over_model, args.over_profile, over_root, work, w, args.over_share)
+            for w in sorted({1, args.workers})]
+    emit("over_budget", {"model": args.over_model, "profile": args.over_profile, "runs": runs,
+                         "cold_speedup_all_vs_1": runs[-1]["cold"]["items_per_s"] / runs[0]["cold"]["items_per_s"]})
     (work / "bench_data.json").write_text(json.dumps(report, indent=1))
     print(f"written {work / 'bench_data.json'}")
 

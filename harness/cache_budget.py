@@ -183,7 +183,8 @@ class CacheBudget:
     cache_dir: Path
     limit: int | None = None
     since: float = field(default_factory=time.time)  # entries used after this: the run's working set
-    used: int = 0  # the estimate: the last scan plus this process's writes since
+    used: int = 0  # the estimate: the last scan plus this process's writes and admissions since
+    reserved: int = 0  # admitted by this process, not yet charged (possibly not on disk yet)
     written_since_scan: int = 0
     scanned: bool = False
     evicted_entries: int = 0
@@ -208,6 +209,7 @@ class CacheBudget:
         self._ensure_scanned()
         self.used += size - reserved
         self.written_since_scan += size - reserved
+        self.reserved -= reserved
         if self.used > self.budget or self.written_since_scan > RESCAN_AFTER * self.budget:
             self.enforce(only=only)
         return self.used <= self.budget
@@ -216,6 +218,7 @@ class CacheBudget:
         """An admitted entry that was not stored after all (unreadable, cancelled)."""
         self.used -= reserved
         self.written_since_scan -= reserved
+        self.reserved -= reserved
 
     def discard(self, path: Path) -> None:
         """Remove an entry this process stored but the budget cannot hold (unless pinned)."""
@@ -234,6 +237,7 @@ class CacheBudget:
                 return False
         self.used += size
         self.written_since_scan += size
+        self.reserved += size
         return True
 
     def enforce(self, room: int = 0, only: str | None = None) -> None:
@@ -248,7 +252,8 @@ class CacheBudget:
             fcntl.flock(handle, fcntl.LOCK_EX)  # one evictor at a time; the others wait, then rescan
             _remove_dead_evictions(Path(self.cache_dir) / _EVICTED)
             found = scan(self.cache_dir)
-            self.used, self.written_since_scan, self.scanned = found.total, 0, True
+            # what this process admitted and is still writing counts too (perhaps twice: safe)
+            self.used, self.written_since_scan, self.scanned = found.total + self.reserved, 0, True
             target = min(EVICT_TO * self.budget, self.budget - room)
             if self.used > target:
                 self._evict(found, target, only)
