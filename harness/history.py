@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,13 +33,25 @@ class Night:
     run_id: str
     started: str
     records: dict[tuple, dict] = field(repr=False)  # by references.row_key
+    label: str = ""  # set by load_nights: the date, with the time where two nights share one
 
     @property
-    def label(self) -> str:
+    def date(self) -> datetime | None:
         try:
-            return datetime.fromisoformat(self.started).strftime("%m-%d")
+            return datetime.fromisoformat(self.started)
         except (TypeError, ValueError):
-            return self.run_id[:10]
+            return None
+
+
+def _label(nights: list[Night]) -> None:
+    """Each night's label: its date, with the time where two nights share a date."""
+    dates = [n.date.date() if n.date else None for n in nights]
+    for night in nights:
+        if night.date is None:
+            label = night.run_id[:16]
+        else:
+            label = night.date.strftime("%m-%d %H:%M" if dates.count(night.date.date()) > 1 else "%m-%d")
+        object.__setattr__(night, "label", label)
 
 
 def load_nights(paths: list[Path], last: int | None = None) -> list[Night]:
@@ -53,7 +66,9 @@ def load_nights(paths: list[Path], last: int | None = None) -> list[Night]:
         nights[run_id] = Night(path, run_id, str(data.get("started") or ""),
                                {refs.row_key(r): r for r in data["records"]})
     ordered = sorted(nights.values(), key=lambda n: (n.started, n.run_id))
-    return ordered[-last:] if last else ordered
+    ordered = ordered[-last:] if last else ordered
+    _label(ordered)
+    return ordered
 
 
 @dataclass
@@ -173,7 +188,7 @@ def _title(figure: FigureHistory, nights: list[Night]) -> str:
 def draw_row(row: RowHistory, nights: list[Night], path: Path) -> Path:
     plt = _plt()
     x = list(range(len(nights)))
-    fig, axes = plt.subplots(len(row.figures), 1, figsize=(max(6.0, 0.7 * len(nights) + 3), 2.6 * len(row.figures)),
+    fig, axes = plt.subplots(len(row.figures), 1, figsize=(max(8.0, 0.7 * len(nights) + 3), 2.6 * len(row.figures)),
                              sharex=True, squeeze=False)
     for ax, figure in zip(axes[:, 0], row.figures.values()):
         if figure.band is not None:
@@ -196,7 +211,8 @@ def draw_row(row: RowHistory, nights: list[Night], path: Path) -> Path:
         for night, present in enumerate(row.present):
             if not present:
                 ax.axvspan(night - 0.45, night + 0.45, color="grey", alpha=0.15, lw=0)
-        ax.set_title(_title(figure, nights), fontsize=9, loc="left",
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_title(textwrap.fill(_title(figure, nights), 100), fontsize=9, loc="left",
                      color="tab:red" if since is not None else "black")
         ax.set_ylabel(figure.unit or figure.name.split("/")[1], fontsize=8)
         ax.tick_params(labelsize=7)
