@@ -34,6 +34,7 @@ def plain_runner(call: Callable[[], object], rounds: int, warmup_rounds: int, se
 class TimedLoop:
     runtime: str  # 'onnxruntime (fp32)': named in every finding
     warmup: int
+    reports_compute_time: bool = False  # the backend declares device compute times
     wall_ms: list[float] = field(default_factory=list)  # timed rounds only
     compute_ms: list[float] = field(default_factory=list)
     transfers_ms: list[dict[str, float]] = field(default_factory=list)
@@ -81,11 +82,12 @@ def _speed(name: str, value: float, kind: FigureKind) -> Figure:
 
 def timed_loop(session, feeds: Mapping[str, np.ndarray], batch_size: int, warmup: int, rounds: int, *,
                reference: Sequence[Mapping[str, np.ndarray]], tolerance: Elementwise, declared_outputs,
-               precision: str, runtime: str, runner=plain_runner) -> TimedLoop:
+               precision: str, runtime: str, reports_compute_time: bool = False, runner=plain_runner) -> TimedLoop:
     """Time ``rounds`` runs of one prepared batch after ``warmup`` untimed ones and check every
     figure and every round's outputs; ``reference`` holds PyTorch's outputs per real sample of
-    the batch (padding rows are not audited)."""
-    loop = TimedLoop(runtime, warmup)
+    the batch (padding rows are not audited). A runtime that declares compute times
+    (``reports_compute_time``) must report one for every timed round."""
+    loop = TimedLoop(runtime, warmup, reports_compute_time=reports_compute_time)
     state = {"round": 0, "pending": None, "first": None, "stats": ElementwiseStats(tolerance),
              "rounds_stats": ElementwiseStats(tolerance)}
 
@@ -122,6 +124,9 @@ def _check_timing(loop: TimedLoop, index: int, wall: float, compute, transfers) 
     loop.wall_ms.append(wall)
     if finite(wall) is None or wall <= 0:
         loop.fail("timings", f"timed round {index} took {wall!r} ms of wall time: not a possible time")
+    if compute is None and loop.reports_compute_time:
+        loop.fail("compute time", f"timed round {index} reports no compute time, although the backend declares "
+                                  "that its runtime reports one")
     if compute is not None:
         value = finite(compute)
         if value is None or value <= 0:
@@ -194,5 +199,7 @@ def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, gfl
         rounds=run.loop or (spec.seed_loop if run.profile == "full" else SMOKE_LOOP),
         reference=[reference.get(s.id) for s in group], tolerance=spec.elementwise[backend.precision],
         declared_outputs=spec.profile(run.profile).outputs, precision=backend.precision,
-        runtime=f"{backend.name} ({backend.precision})", runner=runner)
-    return results.perf_result(spec, batch_size, loop, run.soc, gflops_per_sample, backend.peak(backend.precision))
+        runtime=f"{backend.name} ({backend.precision})", reports_compute_time=backend.reports_compute_time,
+        runner=runner)
+    return results.perf_result(spec, batch_size, loop, run.soc, gflops_per_sample,
+                               backend.peak(backend.precision, run.cache_dir))

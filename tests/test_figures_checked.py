@@ -124,3 +124,21 @@ def test_outputs_off_the_declared_contract_fail_accuracy_and_perf(run_suite, bod
     literal = message.replace("[", "[[]")  # fnmatch reads [...] as a set
     result.stdout.fnmatch_lines([f"*outputs: the batch of *: {literal}*"])
     result.stdout.fnmatch_lines([f"*outputs: onnxruntime (fp32): round 0: {literal}"])
+
+
+DECLARES_COMPUTE_TIME = '''
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    from harness.backends import onnxruntime as ort_backend
+
+    ort_backend.OnnxRuntimeBackend.reports_compute_time = True  # its sessions report none
+'''
+
+
+def test_a_runtime_declaring_compute_times_that_reports_none_fails(run_suite):
+    result = run_suite(*PERF, tests=("test_perf.py",), plugin=DECLARES_COMPUTE_TIME)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*compute time: onnxruntime (fp32): timed round 0 reports no compute time, although "
+                                 "the backend declares that its runtime reports one*"])
