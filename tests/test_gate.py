@@ -328,6 +328,22 @@ def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_su
         "*pinned from run the-better-night*",
         "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 perf/best_fps: * vs pinned 1e+06*"],
         consecutive=False)
+    notes = red.results["notes"]
+    assert f"gate against the pinned references {pinned} and the baseline {faithful}: 2 failing finding(s), 0 improvement(s)" \
+        in notes and any(n.startswith("REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 accuracy/top1") for n in notes)
+
+
+def test_the_in_run_gate_fails_a_figure_the_baseline_holds_as_nan(run_suite, tmp_path):
+    """Issue 18: a baseline whose accuracy figures are NaN was compared on FPS alone."""
+    night = run_suite(*IN_RUN, tests=IN_RUN_TESTS)
+    for f in (f for r in night.results["records"] for f in r["figures"] if f["kind"] == "accuracy"):
+        f["value"] = float("nan")  # json writes NaN, as a hand-edited or foreign results.json may hold
+    broken = tmp_path / "nan.json"
+    broken.write_text(json.dumps(night.results))
+    red = run_suite(*IN_RUN, f"--baseline={broken}", "--fps-regression=0.9", tests=IN_RUN_TESTS)
+    red.assert_outcomes(passed=1, failed=1)
+    red.stdout.fnmatch_lines(["*against the baseline: NOT COMPARABLE efficient3dcnn/onnxruntime/fp32/bs1 accuracy/top1: "
+                              "this run 0, the baseline has nan*"])
 
 
 def test_a_gate_file_that_cannot_be_read_stops_the_run_before_any_row(run_suite, tmp_path):
