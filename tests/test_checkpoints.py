@@ -10,15 +10,13 @@ import torch
 
 from harness import checkpoint
 from harness.spec import CheckpointError
+from upstream_checkpoints import upstream_payload
 
 
 def _upstream_file(spec, state_dict: dict, path):
-    """Write ``state_dict`` the way the upstream project saves it (nesting, prefix)."""
-    prefix = spec.checkpoint.strip_prefix or ""
-    payload = {prefix + k: v for k, v in state_dict.items()}
-    if spec.checkpoint.nesting:
-        payload = {spec.checkpoint.nesting: payload, "epoch": 1}
-    torch.save(payload, path)
+    """Write ``state_dict`` the way the upstream project saves it (nesting, prefix, the entries
+    its training code stores beside the weights: tests/upstream_checkpoints.py)."""
+    torch.save(upstream_payload(spec.name, spec.checkpoint, state_dict), path)
     return path
 
 
