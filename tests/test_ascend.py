@@ -520,3 +520,34 @@ def test_fake_toolkit_reaches_subprocesses(fake_ascend_toolkit):
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["(True,", "'')", str(fake_ascend_toolkit.generation == "msit")]
+
+
+def test_the_ascend_perf_path_times_compute_and_transfers_on_both_generations(run_suite, fake_ascend_toolkit):
+    """compile, run, time with H2D/D2H, close, in a sandboxed `-m perf` run: each generation's
+    compute times (floats, or (start, end) pairs) and its MemorySummary spelling reach the row."""
+    result = run_suite("--soc=Ascend310P3", "--models=efficient3dcnn", "--batch-sizes=1", "-m", "perf",
+                       "--loop=3", tests=("test_perf.py",))
+    assert result.ret == 0, result.stdout.str()
+    row = next(r for r in result.results["records"] if r.get("backend") == "ascend")
+    figures = {f["name"]: f["value"] for f in row["figures"]}
+    assert all(figures[name] > 0 for name in ("compute_ms", "compute_fps", "h2d_ms", "d2h_ms")), figures
+    # the one thing the seeds' generation cannot do, said once in the environment
+    assert ("ais_bench_not_used" in row["environment"]) == (fake_ascend_toolkit.generation == "tools")
+
+
+def test_ais_bench_dump_of_an_ascend_run_holds_its_compute_times(run_suite, fake_ascend_toolkit_msit, tmp_path):
+    """--save-layout ais_bench on the Ascend path: the summary beside the folder holds one compute
+    time per batch as ais_bench's summary states it (msit's (start, end) pairs read as spans), and
+    the folder only the outputs."""
+    out = tmp_path / "dump"
+    result = run_suite("--soc=Ascend310P3", "--models=efficient3dcnn", "--batch-sizes=2", "-m", "accuracy",
+                       f"--save-outputs={out}", "--save-layout=ais_bench")
+    assert result.ret == 0, result.stdout.str()
+    folder = out / "efficient3dcnn" / "ascend" / "bs2"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files and all(re.fullmatch(r"\d+_0\.bin", name) for name in files), files
+    summary = json.loads(aisbench.summary_path(folder).read_text())
+    times = summary["npu_compute_time_list"]
+    assert len(times) == (len(files) + 1) // 2 and all(isinstance(t, float) and t > 0 for t in times)
+    assert summary["throughput"] == pytest.approx(1000 * 2 / np.mean(times))
+    assert len(summary["filesinfo"]) == len(files)
