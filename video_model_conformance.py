@@ -86,10 +86,12 @@ def add_options(parser) -> None:
       help="write DIR/<model>/<backend>/bs<N>/ and DIR/<model>/torch/ in --save-layout")
     g("--save-layout", default="npz", choices=SAVE_LAYOUTS,
       help="of --save-outputs: npz (<sample-id>.npz, one array per output name) or ais_bench (<i>_<k>.bin per "
-           "sample number i in dataset order and output k, plus sumary.json: the seed's postprocess reads it)")
+           "sample number i in dataset order and output k, <folder>_summary.json and <folder>.sample_ids.txt "
+           "beside the folder, one folder per Sintel pass: the seed's postprocess reads it as it is)")
     g("--seed-inputs", default=None, metavar="DIR",
-      help="the folders the seeds' *_preprocess.py wrote, as DIR/<model>/ (e.g. DIR/flavr/input_0/0.bin): "
-           "conformance compares them item by item with the suite's own preprocessing")
+      help="the folders the seeds' *_preprocess.py wrote, as they wrote them, as DIR/<model>/ (e.g. "
+           "DIR/flavr/input_0/0.bin; GMA's per pass: DIR/gma/clean/, DIR/gma/final/): conformance compares "
+           "them item by item with the suite's own preprocessing")
     g("--baseline", default=None, metavar="results.json",
       help="nightly gate: fail rows whose accuracy leaves its tolerance or FPS drops vs this run")
     g("--references", default=None, metavar="FILE",
