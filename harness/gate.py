@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     compared = [f for f in findings if f.compared and f.binding]
     counts = {kind: sum(f.kind is kind and f.binding for f in findings) for kind in Kind}
     print(f"{len(compared)} figure(s) compared over {len(current.records)} row(s) of this run: "
-          + ", ".join(f"{n} {kind.value}" for kind, n in counts.items() if kind is not Kind.WITHIN))
+          + ", ".join(f"{n} {kind.value}" for kind, n in counts.items()
+                      if kind is not Kind.WITHIN and (kind is not Kind.NO_REFERENCE or baseline.references)))
     if args.markdown:
         args.markdown.write_text(verdict_markdown(findings, args.results, baseline))
     if failing:
