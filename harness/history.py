@@ -31,44 +31,33 @@ DRIFT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
 class Night:
     path: Path
     run_id: str
-    started: str
+    label: str  # its date, with the time where two of the nights drawn share a date
     records: dict[tuple, dict] = field(repr=False)  # by references.row_key
-    label: str = ""  # set by load_nights: the date, with the time where two nights share one
-
-    @property
-    def date(self) -> datetime | None:
-        try:
-            return datetime.fromisoformat(self.started)
-        except (TypeError, ValueError):
-            return None
 
 
-def _label(nights: list[Night]) -> None:
-    """Each night's label: its date, with the time where two nights share a date."""
-    dates = [n.date.date() if n.date else None for n in nights]
-    for night in nights:
-        if night.date is None:
-            label = night.run_id[:16]
-        else:
-            label = night.date.strftime("%m-%d %H:%M" if dates.count(night.date.date()) > 1 else "%m-%d")
-        object.__setattr__(night, "label", label)
+def _started(data: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(data.get("started")))
+    except ValueError:
+        return None
 
 
 def load_nights(paths: list[Path], last: int | None = None) -> list[Night]:
     """Each results.json (or a folder holding one) as a night, oldest first, the last ``last`` kept;
     :class:`records.ResultsFormatError` names a file that cannot be read."""
-    nights = {}
+    found = {}
     for path in paths:
         path = Path(path)
         path = path / "results.json" if path.is_dir() else path
         data = records.load_results(path)
-        run_id = str(data.get("run_id") or path.parent.name)
-        nights[run_id] = Night(path, run_id, str(data.get("started") or ""),
-                               {refs.row_key(r): r for r in data["records"]})
-    ordered = sorted(nights.values(), key=lambda n: (n.started, n.run_id))
+        found[str(data.get("run_id") or path.parent.name)] = (path, _started(data), data["records"])
+    ordered = sorted(found.items(), key=lambda item: (item[1][1] is not None, item[1][1] or datetime.min, item[0]))
     ordered = ordered[-last:] if last else ordered
-    _label(ordered)
-    return ordered
+    dates = [started.date() for _, (_, started, _) in ordered if started]
+    return [Night(path, run_id,
+                  started.strftime("%m-%d %H:%M" if dates.count(started.date()) > 1 else "%m-%d") if started else run_id[:16],
+                  {refs.row_key(r): r for r in rows})
+            for run_id, (path, started, rows) in ordered]
 
 
 @dataclass
