@@ -160,10 +160,6 @@ class _AisBenchSession(Session):
         times = self._summary().exec_time_list
         return _duration_ms(times[-1]) if times else None
 
-    def compute_times_ms(self) -> list[float]:
-        """Every execute's compute time since the session opened, as ais_bench's summary has it."""
-        return [_duration_ms(t) for t in self._summary().exec_time_list]
-
     def last_transfer_ms(self) -> dict[str, float] | None:
         """Host-to-device and device-to-host copy time of the last run, where ais_bench has it."""
         if self._transfers is None:
