@@ -108,6 +108,8 @@ def pin(path: Path) -> bool:
         fd = os.open(key, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except PermissionError:  # unreadable to this user: nobody here can evict it either
+        return os.path.exists(key)
     fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while an evictor renames it away
     try:
         still_there = os.path.samestat(os.fstat(fd), os.stat(key))
@@ -130,7 +132,7 @@ def touch(path: Path) -> None:
     """Mark an entry as used now (its place in the least-recently-used order)."""
     try:
         os.utime(path)
-    except FileNotFoundError:
+    except OSError:  # gone, or a cache this user may read but not write: its order stays
         pass
 
 
