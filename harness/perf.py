@@ -21,6 +21,9 @@ from harness.results import Figure, FigureKind, Finding, FindingKind, finite
 from harness.spec import Elementwise
 
 TIMER = "time.perf_counter around one session.run(feeds) with inputs prepared in memory"
+# msit's ais_bench keeps each run's (start, end) as float32 ms since the session opened: a step of
+# about 0.06 ms after 1,000 s, so a compute span may read a hair above a tight wall time
+COMPUTE_SLACK_MS = 0.1
 
 
 def plain_runner(call: Callable[[], object], rounds: int, warmup_rounds: int, setup: Callable[[], None]) -> None:
@@ -132,7 +135,7 @@ def _check_timing(loop: TimedLoop, index: int, wall: float, compute, transfers) 
         if value is None or value <= 0:
             loop.fail("compute time", f"timed round {index} reports {compute!r} ms of compute time: "
                                       "expected a finite time above 0")
-        elif value > wall:
+        elif value > wall + COMPUTE_SLACK_MS:
             loop.fail("compute time", f"timed round {index} reports {value:.4g} ms of compute time, more than "
                                       f"the {wall:.4g} ms the whole call took")
         loop.compute_ms.append(compute)

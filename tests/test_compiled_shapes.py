@@ -110,3 +110,14 @@ def test_the_faithful_compilers_stay_green(run_suite):
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 4 and not outcomes.get("failed") and not outcomes.get("errors"), outcomes
     result.stdout.no_fnmatch_line("*ArtifactMismatch*")
+
+
+def test_an_om_compiled_for_another_batch_size_fails_the_row(run_suite, fake_ascend_toolkit_atc_ignoring_batch):
+    """ATC that ignores the batch size in --input_shape (a batch-1 .om for every batch size): the
+    ais_bench session's own get_inputs()/get_outputs() give it away at bs 2."""
+    result = run_suite("--soc=Ascend310P3", "--models=efficient3dcnn", "--batch-sizes=1,2", "-m", "accuracy")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ArtifactMismatch: ascend: efficient3dcnn bs2: * is not the model that was asked "
+                                 "for: input image: requested (2, 3, 16, 64, 64), the artifact has (1, 3, 16, 64, 64)*"])
+    rows = {r["batch_size"]: r for r in result.results["records"]}
+    assert rows[2]["status"] == "error" and rows[2]["error"]["type"] == "ArtifactMismatch"
