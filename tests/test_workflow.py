@@ -21,7 +21,7 @@ from harness import references
 
 PROJECT = Path(__file__).resolve().parents[1]
 WORKFLOW = PROJECT / ".github" / "workflows" / "nightly.yml"
-MARKERS = '-m "accuracy or perf or conformance"'
+MARKERS = '-m "accuracy or perf or conformance'
 WORKSPACE = "/home/runner/work/suite/suite"  # where actions/checkout puts the repository
 HOME = "/home/runner"
 
@@ -107,6 +107,20 @@ def test_one_invocation_writes_one_report_with_every_marker_and_uploads_all_of_i
     assert Path(benchmark).parent == Path(upload[0]["with"]["path"]) == Path("night")
     assert '--references="$REFERENCES"' in command, "the in-run gate holds each row to its pin"
     assert not [s for s in job["steps"] if "harness.gate" in s.get("run", "")], "the night job gives the one verdict"
+
+
+def test_the_complete_index_runs_once_a_night_in_the_cpu_job(jobs):
+    """tests/test_published_sandbox.py's full_index test runs when its marker is selected: the
+    onnxruntime leg adds it to the night's one invocation, the openvino leg does not repeat it."""
+    job = jobs["cpu"]
+    command = next(s["run"] for s in job["steps"] if re.search(r"^\s*pytest ", s.get("run", ""), re.M))
+    assert '-m "accuracy or perf or conformance${EXTRA_MARKERS}"' in command
+    assert job["strategy"]["matrix"]["include"] == [{"backend": "onnxruntime", "extra_markers": " or full_index"}]
+    step = next(s for s in job["steps"] if "EXTRA_MARKERS" in s.get("env", {}))
+    assert step["env"]["EXTRA_MARKERS"] == "${{ matrix.extra_markers }}"
+    from fixtures.options import MARKERS as DECLARED
+
+    assert "full_index" in DECLARED
 
 
 def test_every_job_installs_the_locked_environment(jobs):
