@@ -230,7 +230,7 @@ class IndexedDataset:
         except (ItemUnreadable, OSError) as err:
             if entry is not None:
                 self.budget.release(self._reserved.pop(entry, 0))
-            if cache.is_disk_full(err):
+            if cache.is_disk_full(err) and self.budget is not None:
                 raise self.budget.disk_full(err, f"the samples of {item.id}") from err
             raise
         if entry is None:
