@@ -345,8 +345,10 @@ def test_a_drifting_night_is_one_red_verdict_in_the_job_summary_with_its_history
         _upload(artifacts, 40, backend, write_night(reports / "jobs", backend, rows, 3))
     (artifacts / "40" / "report-ascend").mkdir()  # the Ascend job failed before its upload
     steps, last = _run_night(jobs, tmp_path, artifacts, pinned)
-    assert all(r.returncode == 0 for name, r in steps.items() if "gate" not in name), \
+    assert all(r.returncode == 0 for name, r in steps.items() if "gate" not in name and "summary" not in name), \
         {n: r.stdout + r.stderr for n, r in steps.items()}
+    incomplete = steps["the night in the job summary"]
+    assert incomplete.returncode == 1 and "the night is incomplete: no report from report-ascend" in incomplete.stdout
     verdict = steps["one gate verdict for the night"]
     assert verdict.returncode == 1, verdict.stdout + verdict.stderr
     assert "perf/fps" not in verdict.stdout.split("figure(s) compared")[0], "-22 % is inside the CPU runners' 30 %"
@@ -397,3 +399,20 @@ def test_the_lock_pins_every_requirement_with_hashes_and_the_cpu_torch():
 def test_the_lock_check_fails_on_a_requirement_the_lock_lacks():
     assert "polygraphy" in _pins((PROJECT / "requirements.lock").read_text())
     assert "polygraphy" not in _pins(re.sub(r"(?ms)^polygraphy==.*?(?=^[a-z])", "", (PROJECT / "requirements.lock").read_text()))
+
+
+def test_a_complete_night_as_pinned_is_green_in_every_step(jobs, tmp_path):
+    reports, artifacts = tmp_path / "reports", tmp_path / "artifacts"
+    pinned_night = write_night(reports, "accepted", [record(1), record(1, backend="openvino"),
+                                                     record(1, backend="ascend", soc="Ascend310P3", profile="full")])
+    pinned = tmp_path / "pinned.yaml"
+    references.update(pinned_night, pinned)
+    _upload(artifacts, 39, "report-night", pinned_night)
+    rows = json.loads(pinned_night.read_text())["records"]
+    for name, row in zip(jobs["night"]["env"]["NIGHT_ARTIFACTS"].split(), rows):
+        _upload(artifacts, 40, name, write_night(reports / "jobs", name, [row], 1))
+    steps, _ = _run_night(jobs, tmp_path, artifacts, pinned)
+    assert {name: r.returncode for name, r in steps.items()} == {name: 0 for name in steps}, \
+        {n: r.stdout + r.stderr for n, r in steps.items()}
+    summary = (tmp_path / "step_summary.md").read_text()
+    assert "## Gate\n\n**GREEN**:" in summary and "9 figure(s) compared" in summary and "No report" not in summary
