@@ -6,7 +6,7 @@ that says since when and how much.
         --references references/pinned.yaml --out night/history [--last 14] [--fps-regression 0.3]
 
 Writes ``<out>/drift.png`` (every pinned figure of every row against its pin, in units of its
-band), ``<out>/<row>.png`` (one panel per figure) and ``<out>/history.md`` (a table: pinned,
+allowance), ``<out>/<row>.png`` (one panel per figure) and ``<out>/history.md`` (a table: pinned,
 latest, change, outside the band since; the pictures linked).
 """
 from __future__ import annotations
@@ -217,7 +217,7 @@ def draw_row(row: RowHistory, nights: list[Night], path: Path) -> Path:
 
 
 def draw_drift(rows: list[RowHistory], nights: list[Night], path: Path) -> Path | None:
-    """Every pinned figure of every row against its pin, in units of its band: 0 is the pin,
+    """Every pinned figure of every row against its pin, in units of its allowance: 0 is the pin,
     -1 the band's edge on the worse side. A line below -1 is a drift the gate holds red."""
     lines = []
     for row in rows:
@@ -240,7 +240,7 @@ def draw_drift(rows: list[RowHistory], nights: list[Night], path: Path) -> Path 
         ax.plot(range(len(nights)), values, "-o", ms=3, lw=2 if drifted else 0.8,
                 color=next(colours) if drifted else "grey", alpha=1 if drifted else 0.5, label=label if drifted else None)
     ax.set_xticks(range(len(nights)), [n.label for n in nights], rotation=45, fontsize=7)
-    ax.set_ylabel("change vs pinned, in band widths (worse below)")
+    ax.set_ylabel("change vs pinned, in allowances\n(-1: the band's edge on the worse side)")
     ax.set_title(f"{len(lines)} pinned figure(s) over {len(nights)} night(s); outside the band now: "
                  f"{sum(d for _, _, d in lines)} (named)", fontsize=9, loc="left")
     ax.legend(fontsize=6, loc="lower left")
