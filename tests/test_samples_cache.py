@@ -3,6 +3,7 @@ once for the same files and preprocessing, missing and unreadable items recorded
 never stored, order kept, look-ahead bounded."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from functools import partial
@@ -360,3 +361,31 @@ def test_a_bad_cache_budget_is_a_usage_error_naming_the_option(run_suite, value)
     result = run_suite("--models=efficient3dcnn", f"--cache-budget={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--cache-budget '{value}': *"])
+
+
+def _pass_in_a_process(root, items, cache_dir, queue):
+    cache_budget.configure(cache_dir, 100_000)
+    dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0)
+    served = [(s.id, float(s.inputs["x"][0, 0]), s.target) for s in dataset]
+    queue.put((served, dict(vars(dataset.this_pass))))
+
+
+def test_processes_sharing_a_cache_and_its_budget_each_serve_every_sample(twenty_items, tmp_path):
+    """What `pytest -n` does: two processes read one dataset through one cache at once."""
+    root, items = twenty_items
+    cache_dir = tmp_path / "cache"
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_pass_in_a_process, args=(root, items, cache_dir, queue)) for _ in range(2)]
+    for process in workers:
+        process.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for process in workers:
+        process.join()
+    expected = [(str(i), np.float32(i) / 255, i) for i in range(20)]
+    for served, counts in results:
+        assert [(i, pytest.approx(v), t) for i, v, t in served] == expected
+        assert counts["decoded"] + counts["from_cache"] == 20
+    assert cache_budget.scan(cache_dir).total <= 100_000
+    assert 1 <= len(list(samples_cache.entries_in(cache_dir / "samples" / "m"))) <= 5
