@@ -54,7 +54,14 @@ def test_the_suites_runs_get_their_options(tmp_path):
     assert not video_model_conformance.concerns_project(argv=["-q", "tests"], cwd=str(tmp_path))
 
 
-def test_the_options_name_the_registered_backends():
-    from harness.backends import BACKENDS
+def test_each_backend_the_options_name_is_a_module_with_its_class():
+    """--backend's names are the one list of backends: each is harness/backends/<name>.py, whose
+    BACKEND carries the same name; no other module there is a backend nobody can select."""
+    from harness.backends import backend_class
+    from harness.backends.base import Backend
 
-    assert video_model_conformance.BACKEND_NAMES == tuple(sorted(BACKENDS))
+    for name in video_model_conformance.BACKEND_NAMES:
+        cls = backend_class(name)
+        assert issubclass(cls, Backend) and cls.name == name
+    modules = {p.stem for p in (video_model_conformance.PROJECT / "harness" / "backends").glob("*.py")}
+    assert modules - {"__init__", "base", "onnx_passes"} == set(video_model_conformance.BACKEND_NAMES)

@@ -1,21 +1,28 @@
-"""Backends by name. Adding one is a module here and a line in BACKENDS; no test changes."""
+"""Backends by name: ``harness.backends.<name>`` defines ``BACKEND``, its class. Adding one is a
+module here and its name in ``video_model_conformance.BACKEND_NAMES`` (the options list them
+before the harness is importable); no test changes."""
 from __future__ import annotations
 
 import importlib
 
 from harness.backends.base import Backend, BackendUnavailable, Session  # noqa: F401
+from video_model_conformance import BACKEND_NAMES
 
-BACKENDS = {
-    "onnxruntime": "harness.backends.onnxruntime:OnnxRuntimeBackend",
-    "openvino": "harness.backends.openvino:OpenVinoBackend",
-    "ascend": "harness.backends.ascend:AscendBackend",
-    "tensorrt": "harness.backends.tensorrt:TensorRtBackend",
-}
+BACKENDS = BACKEND_NAMES
+DEFAULT_BACKEND = "onnxruntime"  # the embedded default: runs on any CPU
 
 
 def backend_class(name: str) -> type[Backend]:
-    try:
-        module, cls = BACKENDS[name].split(":")
-    except KeyError:
-        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
-    return getattr(importlib.import_module(module), cls)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    return importlib.import_module(f"harness.backends.{name}").BACKEND
+
+
+def soc_backends(soc: str | None) -> tuple[str, ...]:
+    """The backends whose own device ``soc`` names (an Ascend chip selects ascend)."""
+    return tuple(name for name in BACKENDS if backend_class(name).owns_soc(soc)) if soc else ()
+
+
+def default_backends(soc: str | None) -> tuple[str, ...]:
+    """What runs without --backend: the backend of --soc's device, else the embedded default."""
+    return soc_backends(soc) or (DEFAULT_BACKEND,)

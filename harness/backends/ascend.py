@@ -233,6 +233,21 @@ class AscendBackend(Backend):
         "`msit compare -gm MODEL.onnx -om MODEL.om -i INPUTS.bin` (formerly ait compare); its "
         "dumps name fused operators, not ONNX tensors")
 
+    @classmethod
+    def owns_soc(cls, soc: str) -> bool:
+        return soc.startswith("Ascend")  # as `npu-smi info` names the chip; also ATC's --soc_version
+
+    @classmethod
+    def option_problem(cls, soc: str | None) -> str | None:
+        if soc and cls.owns_soc(soc):
+            return None
+        return ("--backend ascend needs an Ascend --soc (e.g. --soc Ascend310P3, as `npu-smi info` shows the chip)"
+                + (f"; --soc {soc} is not one" if soc else ""))
+
+    @classmethod
+    def option_name(cls, soc: str | None) -> str:
+        return f"--soc {soc}" if soc else "--backend ascend"
+
     def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC):
         super().__init__(precision, device)
         self.soc = soc or DEFAULT_SOC
@@ -341,3 +356,6 @@ class AscendBackend(Backend):
                 raise MemoryError(f"loading {artifact}: {error}") from error
             raise
         return _AisBenchSession(session, list(input_shapes))
+
+
+BACKEND = AscendBackend  # what harness.backends.backend_class('ascend') gives

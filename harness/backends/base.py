@@ -108,6 +108,21 @@ class Backend(ABC):
         self.device = device
 
     @classmethod
+    def owns_soc(cls, soc: str) -> bool:
+        """True when ``soc`` (--soc) names this backend's own device, which then selects it."""
+        return False
+
+    @classmethod
+    def option_problem(cls, soc: str | None) -> str | None:
+        """Why this backend cannot run with these options (e.g. a device it needs named), or None."""
+        return None
+
+    @classmethod
+    def option_name(cls, soc: str | None) -> str:
+        """The option that chose this backend, for messages."""
+        return f"--backend {cls.name}"
+
+    @classmethod
     def from_options(cls, config) -> "Backend":
         """This backend as the run's options (a :class:`harness.config.RunConfig`) ask for it."""
         return cls(precision=config.precision, device=config.device)

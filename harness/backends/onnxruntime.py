@@ -104,3 +104,6 @@ def _require_provider(session, provider: str, artifact: Path, device: int) -> No
             f"session runs on {', '.join(running) or 'no provider'}; ONNX Runtime fell back "
             f"silently, usually for a CUDA/cuDNN library it cannot load (see its log at "
             f"log_severity_level 0) or a device id this machine lacks")
+
+
+BACKEND = OnnxRuntimeBackend  # what harness.backends.backend_class('onnxruntime') gives

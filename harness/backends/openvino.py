@@ -126,3 +126,6 @@ class OpenVinoBackend(Backend):
         self._compiled_precision = _precision_name(
             compiled.get_property("INFERENCE_PRECISION_HINT"))
         return _OpenVinoSession(compiled)
+
+
+BACKEND = OpenVinoBackend  # what harness.backends.backend_class('openvino') gives

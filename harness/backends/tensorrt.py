@@ -247,3 +247,6 @@ class TensorRtBackend(Backend):
         if engine is None:
             raise _failure(f"TensorRT could not load {artifact}", log.messages)
         return _TensorRtSession(trt, runtime, engine, input_shapes)
+
+
+BACKEND = TensorRtBackend  # what harness.backends.backend_class('tensorrt') gives
