@@ -160,13 +160,9 @@ class ModelSpec:
     opset: int = 11
     seed_loop: int = 100  # the seed's ais_bench --loop for its FPS table
     protocol: Mapping[str, Any] = field(default_factory=dict)  # preprocessing + scoring params
-    atc_input_format: str | None = "NCHW"  # None: the seed's atc command has no --input_format
-    atc_extra_args: tuple[str, ...] = ()  # further atc flags the seed's command passes
-    # lines of the keep_dtype config (ops ATC must keep in fp32), written for atc's --keep_dtype
-    atc_keep_fp32: tuple[str, ...] = ()
-    # graph passes the seed runs on the ONNX before atc (harness/backends/onnx_passes.py PASSES),
-    # in order, e.g. FlowNet2's fix_onnx.py and GMA's auto-optimizer knowledge: int64 -> int32
-    atc_graph_passes: tuple[str, ...] = ()
+    # backend name -> that backend's own options for this model, as the seed's command gives them
+    # (e.g. 'ascend': harness.backends.ascend.AtcOptions, the seed's atc flags and graph passes)
+    compile_options: Mapping[str, Any] = field(default_factory=dict)
     # where the seed's *_preprocess.py writes the inputs: a harness.aisbench.SeedBinLayout
     seed_bin_layout: Any = None
     identify_foreign: Callable[[Sequence[str]], str | None] | None = None  # names another family

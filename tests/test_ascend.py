@@ -27,7 +27,9 @@ from harness.backends import onnx_passes
 from harness.backends.ascend import (
     KEEP_DTYPE_CFG,
     AscendBackend,
+    AtcOptions,
     atc_command,
+    atc_options,
     npu_smi_versions,
     static_input_shapes,
 )
@@ -39,10 +41,9 @@ FLOW_MODELS = ("flownet2", "gma")
 
 def _spec(inputs: dict, input_format=None, keep_fp32=(), passes=()):
     """The fields of a ModelSpec the Ascend backend reads."""
-    return SimpleNamespace(input_names=tuple(inputs), atc_input_format=input_format,
-                           profiles={"full": SimpleNamespace(inputs=inputs)},
-                           atc_extra_args=(), atc_keep_fp32=tuple(keep_fp32),
-                           atc_graph_passes=tuple(passes))
+    options = AtcOptions(input_format=input_format, keep_fp32=tuple(keep_fp32), graph_passes=tuple(passes))
+    return SimpleNamespace(input_names=tuple(inputs), profiles={"full": SimpleNamespace(inputs=inputs)},
+                           compile_options={"ascend": options})
 
 
 # --- graph passes ------------------------------------------------------------------------------
@@ -68,12 +69,12 @@ def _ort(model: onnx.ModelProto, feeds) -> list[np.ndarray]:
 @pytest.mark.parametrize("name", FLOW_MODELS)
 def test_seed_graph_passes_keep_outputs_and_leave_no_int64(flow_onnx, name):
     spec = registry.get(name)
-    assert "int64_to_int32" in spec.atc_graph_passes
+    assert "int64_to_int32" in atc_options(spec).graph_passes
     original = onnx.load(str(flow_onnx[name]))
     before = onnx_passes.unrequired_wide(original)
     assert before, "the exported graph has int64 constants the seed's fix narrows"
     passed = original
-    for pass_name in spec.atc_graph_passes:
+    for pass_name in atc_options(spec).graph_passes:
         passed = onnx_passes.PASSES[pass_name](passed)
     assert onnx_passes.unrequired_wide(passed) == []
     # what stays int64 is only what ONNX defines as int64 (Reshape's shape, Pad's pads ...)
@@ -176,7 +177,7 @@ def test_compile_key_covers_passes_and_their_source(monkeypatch):
     backend = AscendBackend("default")
     plain = backend.compile_key(_spec({"x": (3,)}))
     passed = backend.compile_key(_spec({"x": (3,)}, passes=("int64_to_int32",)))
-    assert plain != passed and passed["graph_passes"] == ["int64_to_int32"]
+    assert plain != passed and passed["atc_options"]["graph_passes"] == ("int64_to_int32",)
     monkeypatch.setattr(cache, "source_hash", lambda *modules: "edited")
     assert backend.compile_key(_spec({"x": (3,)}, passes=("int64_to_int32",))) != passed
     assert backend.compile_key(_spec({"x": (3,)}, keep_fp32=("OpType::InstanceNorm",))) != plain
@@ -423,7 +424,7 @@ def test_keep_dtype_file_is_written_where_atc_runs(fake_ascend_toolkit_tools, ti
     command = atc_command(spec, "m.onnx", static_input_shapes(spec, "full", 1), "Ascend310P3", "o")
     assert f"--keep_dtype={KEEP_DTYPE_CFG}" in command
     om = AscendBackend().compile(tiny_onnx, static_input_shapes(spec, "full", 1), tmp_path / "k.om", spec)
-    assert _om_contents(om)[1]["keep_dtype_lines"] == list(spec.atc_keep_fp32)
+    assert _om_contents(om)[1]["keep_dtype_lines"] == list(atc_options(spec).keep_fp32)
 
 
 # --- the seeds' preprocessed folders ------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.backends.ascend import atc_command, static_input_shapes
+from harness.backends.ascend import atc_command, atc_options, static_input_shapes
 from harness.spec import OOM, ModelSpec, Sample
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -534,7 +534,8 @@ def test_undeclared_shape_deviation_is_reported(model):
 
 def test_undeclared_atc_fps_and_published_deviations_are_reported(model):
     text = seed_text(model)
-    other_format = dataclasses.replace(model, atc_input_format="NHWC")
+    other_format = dataclasses.replace(model, compile_options={
+        **model.compile_options, "ascend": dataclasses.replace(atc_options(model), input_format="NHWC")})
     assert "atc:--input_format" in undeclared(other_format, atc_differences(other_format, text, 1))
 
     soc, row = next(iter(model.reference_fps.items()))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.perf
 
 @pytest.fixture(scope="session")
 def gflops_per_sample(model, run, onnx_model) -> float:
-    return flops.gflops_per_sample(onnx_model, model.profile(run.profile).inputs)
+    return flops.gflops_per_sample(onnx_model, model.profile(run.profile).inputs, run.cache_dir)
 
 
 def test_inference_fps(model, batch_size, backend, session, dataset, weights, run, record, benchmark,

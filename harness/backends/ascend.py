@@ -5,8 +5,9 @@
 the NPU id InferSession loads on. :meth:`AscendBackend.from_options` builds it from a run's
 ``--precision``, ``--devices`` and ``--soc``.
 
-Before ``atc``, the spec's ``atc_graph_passes`` run over the ONNX (harness/backends/onnx_passes.py:
-the seeds' int64 -> int32 fixes), and ``atc_keep_fp32`` becomes the ``--keep_dtype`` file.
+A model's own atc options are an :class:`AtcOptions` in its card's ``compile_options['ascend']``:
+before ``atc``, its ``graph_passes`` run over the ONNX (harness/backends/onnx_passes.py: the
+seeds' int64 -> int32 fixes), and ``keep_fp32`` becomes the ``--keep_dtype`` file.
 
 Precision: ATC's default precision mode on inference SoCs is fp16 (operators that support both
 fp16 and fp32 run in fp16), so 'default' reports 'fp16'. 'fp32' passes
@@ -35,6 +36,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -49,10 +51,26 @@ SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
 AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels from gitee ascend/tools "
                   "ais-bench_workload (tool/ais_bench)")
 DEFAULT_SOC = "Ascend310P3"  # the seeds' SoC
-# compile() writes spec.atc_keep_fp32 here, in ATC's temporary working directory: ATC reads it
+# compile() writes AtcOptions.keep_fp32 here, in ATC's temporary working directory: ATC reads it
 # only while converting, and the cache moves just the .om (the lines are part of its cache key)
 KEEP_DTYPE_CFG = "keep_dtype.cfg"
 DRIVER_VERSION_INFO = Path("/usr/local/Ascend/driver/version.info")
+
+
+@dataclass(frozen=True)
+class AtcOptions:
+    """What the seed's ``atc`` line adds for one model (``ModelSpec.compile_options['ascend']``)."""
+
+    input_format: str | None = "NCHW"  # None: the seed's atc command has no --input_format
+    extra_args: tuple[str, ...] = ()  # further atc flags the seed's command passes
+    keep_fp32: tuple[str, ...] = ()  # lines of the --keep_dtype config (ops ATC must keep in fp32)
+    # graph passes the seed runs on the ONNX before atc (onnx_passes.PASSES), in order, e.g.
+    # FlowNet2's fix_onnx.py and GMA's auto-optimizer knowledge: int64 -> int32
+    graph_passes: tuple[str, ...] = ()
+
+
+def atc_options(spec) -> AtcOptions:
+    return spec.compile_options.get("ascend", AtcOptions())
 
 
 def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence[int]], soc: str,
@@ -60,17 +78,17 @@ def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence
                 keep_dtype_cfg: str | Path = KEEP_DTYPE_CFG) -> list[str]:
     """The seed's ``atc`` invocation for static ``input_shapes`` (batch axis included).
 
-    Reads ``spec.input_names``, ``spec.atc_input_format``, ``spec.atc_extra_args`` and
-    ``spec.atc_keep_fp32``. ATC appends '.om' to ``output_stem``.
+    Reads ``spec.input_names`` and the model's :class:`AtcOptions`. ATC appends '.om' to
+    ``output_stem``.
     """
+    options = atc_options(spec)
     shapes = ";".join(f"{name}:{','.join(str(d) for d in input_shapes[name])}"
                       for name in spec.input_names)
     command = ["atc", "--framework=5", f"--model={onnx_path}", f"--output={output_stem}"]
-    if spec.atc_input_format is not None:
-        command.append(f"--input_format={spec.atc_input_format}")
-    command += [f"--input_shape={shapes}", "--log=error", f"--soc_version={soc}",
-                *spec.atc_extra_args]
-    if spec.atc_keep_fp32:
+    if options.input_format is not None:
+        command.append(f"--input_format={options.input_format}")
+    command += [f"--input_shape={shapes}", "--log=error", f"--soc_version={soc}", *options.extra_args]
+    if options.keep_fp32:
         command.append(f"--keep_dtype={keep_dtype_cfg}")
     if precision == "fp32":
         command.append("--precision_mode=force_fp32")
@@ -293,10 +311,8 @@ class AscendBackend(Backend):
 
     def compile_key(self, spec) -> dict:
         return {**super().compile_key(spec),
-                "atc_flags": [spec.atc_input_format, *spec.atc_extra_args],
-                "keep_fp32": list(spec.atc_keep_fp32),
-                "graph_passes": list(spec.atc_graph_passes),
-                "graph_passes_source": cache.source_hash(onnx_passes) if spec.atc_graph_passes else None}
+                "atc_options": asdict(atc_options(spec)),
+                "graph_passes_source": cache.source_hash(onnx_passes) if atc_options(spec).graph_passes else None}
 
     def environment(self) -> dict:
         env = {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
@@ -326,12 +342,13 @@ class AscendBackend(Backend):
         # ATC leaves fusion_result.json and kernel_meta/ in its working directory
         with tempfile.TemporaryDirectory(prefix="atc-") as workdir:
             model = onnx_path
-            if spec.atc_graph_passes:
-                model = onnx_passes.apply_passes(onnx_path, spec.atc_graph_passes,
+            options = atc_options(spec)
+            if options.graph_passes:
+                model = onnx_passes.apply_passes(onnx_path, options.graph_passes,
                                                  Path(workdir) / f"{onnx_path.stem}_passed.onnx")
             command = atc_command(spec, model, input_shapes, self.soc, stem, self.requested_precision)
-            if spec.atc_keep_fp32:
-                (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(spec.atc_keep_fp32) + "\n")
+            if options.keep_fp32:
+                (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(options.keep_fp32) + "\n")
             done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
         output = (done.stdout + done.stderr).strip()
         produced = Path(f"{stem}.om")

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from harness.aisbench import SeedBinLayout
 from harness.checkpoint import family_by_key_pattern
+from harness.backends.ascend import AtcOptions
 from harness.spec import Agreement, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.efficient3dcnn import data, network
 
@@ -100,7 +101,7 @@ SPEC = ModelSpec(
         "norm_value": 1,  # pixels stay 0..255
         "mean": (114.7748, 107.7354, 99.4750),  # upstream get_mean(1, 'activitynet'); no std
     },
-    atc_input_format="NCDHW",
+    compile_options={"ascend": AtcOptions(input_format="NCDHW")},
     identify_foreign=identify_foreign,
     deviations={
         "atc:--soc_version": "the seed passes --soc_version=${chip_name} with its example 310P3 (the "

@@ -3,6 +3,7 @@ ACL_PyTorch/built-in/cv/FLAVR_for_PyTorch (seed 000_07eed2562048abd1.txt)."""
 from __future__ import annotations
 
 from harness.aisbench import SeedBinLayout
+from harness.backends.ascend import AtcOptions
 from harness.spec import Agreement, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.flavr import data, network
 from models.flavr.metrics import new_scorer
@@ -91,7 +92,7 @@ SPEC = ModelSpec(
         "published_output": "output_0",
         "mid_output": "output_1",
     },
-    atc_input_format=None,
+    compile_options={"ascend": AtcOptions(input_format=None)},
     deviations={
         "atc:--input-shape": "a typo in the seed's command: ATC's flag is --input_shape (the seed's own "
                              "parameter list names it so); the harness passes it with the seed's shapes",

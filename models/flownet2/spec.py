@@ -1,6 +1,7 @@
 """FlowNet2 on MPI-Sintel (clean, as published; final beside it), from the Ascend ModelZoo guide (seed 001)."""
 from harness.aisbench import SeedBinLayout
 from harness.sintel import SINTEL_LAYOUT
+from harness.backends.ascend import AtcOptions
 from harness.spec import Agreement, OOM, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.flownet2 import data, network
 
@@ -88,9 +89,8 @@ SPEC = ModelSpec(
         "oversize": "error",  # full profile: a frame larger than 448x1024 is not Sintel
         "generated_seed": 0,
     },
-    atc_input_format="NCHW",
+    compile_options={"ascend": AtcOptions(input_format="NCHW", graph_passes=("int64_to_int32",))},
     # the seed runs fix_onnx.py between onnxsim and atc: int64 constants and casts -> int32
-    atc_graph_passes=("int64_to_int32",),
     identify_foreign=network.identify_foreign,
     deviations={
         "atc:--log": "the seed compiles with --log=debug, for troubleshooting; the harness logs errors "

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from harness.aisbench import SeedBinLayout
 from harness.sintel import SINTEL_LAYOUT
+from harness.backends.ascend import AtcOptions
 from harness.spec import Agreement, OOM, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.gma import data, network
 
@@ -105,11 +106,10 @@ SPEC = ModelSpec(
     protocol={"passes": PASSES, "pad_multiple": 8, "generated_seed": 0},
     # the seed's atc command: --keep_dtype=keep.cfg and no --input_format; the port's keep.cfg
     # (ACL_PyTorch/contrib/cv/tracking/GMA/keep.cfg) holds this one line
-    atc_input_format=None,
-    atc_keep_fp32=("OpType::InstanceNorm",),
+    compile_options={"ascend": AtcOptions(input_format=None, keep_fp32=("OpType::InstanceNorm",),
+                                          graph_passes=("int64_to_int32", "float64_to_float32"))},
     # the seed runs `auto_optimizer optimize -k 4` before atc: knowledge 4 is KnowledgeTypeCast
     # (int64 -> int32, float64 -> float32 where the operators allow it)
-    atc_graph_passes=("int64_to_int32", "float64_to_float32"),
     identify_foreign=identify_foreign,
     deviations={
         "atc:--log": "the seed's command leaves --log out (ATC's default level); the harness logs errors "

@@ -6,6 +6,7 @@ import re
 from typing import Sequence
 
 from harness.checkpoint import family_by_key_pattern
+from harness.backends.ascend import AtcOptions
 from harness.spec import Agreement, Checkpoint, Elementwise, Metric, ModelSpec, Profile
 from models.slowfast import data, network
 
@@ -131,7 +132,7 @@ SPEC = ModelSpec(
         "mean": (123.675, 116.28, 103.53),  # RGB, to_bgr=False
         "std": (58.395, 57.12, 57.375),
     },
-    atc_input_format="ND",
+    compile_options={"ascend": AtcOptions(input_format="ND")},
     identify_foreign=identify_foreign,
     deviations={
         "published:70.08": "the seed's batch-8 top-1 (batch 1: 70.07; top-5 88.55 at both): the card "
