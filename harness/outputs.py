@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from harness.cache import atomic_write
 from harness.spec import Elementwise, Sample
 
 
@@ -66,10 +67,8 @@ class OutputStore:
 
     def put(self, sample_id: str, outputs: Mapping[str, np.ndarray]) -> None:
         path = self.path(sample_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **outputs)
-        os.replace(tmp, path)
+        # np.savez appends '.npz' to a name without it: the temporary name keeps the suffix
+        atomic_write(path, lambda tmp: np.savez(tmp, **outputs), path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz"))
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
         try:

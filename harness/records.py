@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.cache import atomic_write
 from harness.results import Figure, Finding, FindingKind
 from harness.spec import OOM
 
@@ -152,9 +153,8 @@ def merge_parts(run_dir: Path) -> list[dict]:
 
 def write_results(run_dir: Path, header: dict, records: list[dict], notes: Iterable[str] = ()) -> dict:
     results = {"format": FORMAT, **header, "notes": list(notes), "records": records}
-    tmp = run_dir / f".results.{os.getpid()}.json"
-    tmp.write_text(json.dumps(measured(results), indent=1, default=_jsonable, allow_nan=False))
-    os.replace(tmp, run_dir / "results.json")
+    text = json.dumps(measured(results), indent=1, default=_jsonable, allow_nan=False)
+    atomic_write(run_dir / "results.json", lambda tmp: tmp.write_text(text))
     return results
 
 
