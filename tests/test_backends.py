@@ -89,7 +89,7 @@ def test_tensorrt_availability_says_what_is_missing():
 ])
 def test_tensorrt_default_precision_builds_fp16_engines(monkeypatch, flags, requested, expected):
     fake = SimpleNamespace(BuilderFlag=SimpleNamespace(**{f: f for f in flags}), __version__="10.9")
-    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    monkeypatch.setattr(TensorRtBackend, "require", lambda self, module=None: fake)
     backend = TensorRtBackend(requested)
     assert backend.precision == expected
     assert backend._fp16_engine(fake) is (expected == "fp16")
@@ -144,7 +144,7 @@ def test_tensorrt_declares_the_gpus_peak_for_the_math_it_runs(monkeypatch, reque
     import torch
 
     fake = SimpleNamespace(BuilderFlag=SimpleNamespace(FP16="FP16", TF32="TF32"), __version__="10.9")
-    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    monkeypatch.setattr(TensorRtBackend, "require", lambda self, module=None: fake)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device_id=None: device)
     backend = TensorRtBackend(requested)
     found = backend.peak(backend.precision)
@@ -156,7 +156,7 @@ def test_tensorrt_11_default_is_judged_as_fp16_but_peaks_as_tf32(monkeypatch):
     import torch
 
     fake = SimpleNamespace(BuilderFlag=SimpleNamespace(TF32="TF32"), __version__="11.0")  # no FP16 flag
-    monkeypatch.setattr(TensorRtBackend, "_require", lambda self: fake)
+    monkeypatch.setattr(TensorRtBackend, "require", lambda self, module=None: fake)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device_id=None: "NVIDIA A100-SXM4-80GB")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device_id=None: (8, 0))
     backend = TensorRtBackend("default")

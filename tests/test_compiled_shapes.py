@@ -4,8 +4,6 @@ makes that row red, naming the tensor and both shapes. (The Ascend flavour, a fa
 ignores --input_shape, is in test_ascend.py.)"""
 from __future__ import annotations
 
-import pytest
-
 from conftest import TINY_INPUTS
 from harness.backends.base import io_shape_mismatches
 from harness.backends.onnxruntime import OnnxRuntimeBackend

@@ -44,7 +44,7 @@ import numpy as np
 
 from harness import cache
 from harness.backends import onnx_passes
-from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
+from harness.backends.base import Backend, Session, looks_like_oom
 from harness.peak import Peak, accelerator_peak
 
 SET_ENV = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
@@ -287,11 +287,6 @@ class AscendBackend(Backend):
             return False, "; ".join(missing)
         return True, ""
 
-    def _require(self) -> None:
-        ok, why = self.availability()
-        if not ok:
-            raise BackendUnavailable(why)
-
     @staticmethod
     def _cann_version() -> str:
         """The CANN toolkit version from its install record, else the resolved atc path."""
@@ -336,7 +331,7 @@ class AscendBackend(Backend):
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
                 out_path: Path, spec) -> Path:
-        self._require()
+        self.require()
         onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()
         stem = out_path.with_suffix("") if out_path.suffix == ".om" else out_path
         # ATC leaves fusion_result.json and kernel_meta/ in its working directory
@@ -363,7 +358,7 @@ class AscendBackend(Backend):
         return out_path
 
     def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
-        self._require()
+        self.require()
         from ais_bench.infer.interface import InferSession
 
         try:

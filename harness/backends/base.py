@@ -5,6 +5,7 @@ caches by content) and opens it as a :class:`Session` that maps ONNX input names
 """
 from __future__ import annotations
 
+import importlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -106,6 +107,14 @@ class Backend(ABC):
             raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.requested_precision = precision
         self.device = device
+
+    def require(self, module: str | None = None):
+        """``module`` imported (the runtime's own package), or BackendUnavailable saying what is
+        missing and how to get it."""
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        return importlib.import_module(module) if module else None
 
     @classmethod
     def owns_soc(cls, soc: str) -> bool:

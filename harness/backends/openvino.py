@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import Backend, BackendUnavailable, Session, looks_like_oom
+from harness.backends.base import Backend, Session, looks_like_oom
 
 IR_XML = "model.xml"
 
@@ -75,17 +75,9 @@ class OpenVinoBackend(Backend):
             return False, "openvino is not installed: pip install openvino"
         return True, ""
 
-    def _require(self):
-        ok, why = self.availability()
-        if not ok:
-            raise BackendUnavailable(why)
-        import openvino
-
-        return openvino
-
     def versions(self) -> dict[str, str]:
         # the IR does not depend on the precision hint or the CPU: both apply at compile_model
-        return {"openvino": self._require().__version__}
+        return {"openvino": self.require("openvino").__version__}
 
     def _config(self) -> dict[str, str]:
         # LATENCY: one stream using all cores, which is what one synchronous request per batch
@@ -103,13 +95,13 @@ class OpenVinoBackend(Backend):
             return self._compiled_precision
         if self.requested_precision == "fp32":
             return "fp32"
-        core = self._require().Core()
+        core = self.require("openvino").Core()
         # on CPUs with AMX/AVX512-BF16 the plugin defaults to bf16, elsewhere to f32 (or f16 on ARM)
         return _precision_name(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
                 out_path: Path, spec) -> Path:
-        ov = self._require()
+        ov = self.require("openvino")
         model = ov.Core().read_model(str(onnx_path))
         model.reshape({name: ov.PartialShape(list(shape)) for name, shape in input_shapes.items()})
         out_path = Path(out_path)
@@ -119,7 +111,7 @@ class OpenVinoBackend(Backend):
         return out_path
 
     def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
-        ov = self._require()
+        ov = self.require("openvino")
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(Path(artifact) / IR_XML)), "CPU",
                                       self._config())

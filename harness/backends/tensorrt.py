@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import ArtifactMismatch, Backend, BackendUnavailable, Session
+from harness.backends.base import ArtifactMismatch, Backend, Session
 from harness.peak import Peak, accelerator_peak
 
 _OOM = re.compile(r"out of memory|insufficient memory|cudaErrorMemoryAllocation|failed to allocate",
@@ -164,18 +164,10 @@ class TensorRtBackend(Backend):
                            f"GPU and a CUDA build of torch")
         return True, ""
 
-    def _require(self):
-        ok, why = self.availability()
-        if not ok:
-            raise BackendUnavailable(why)
-        import tensorrt
-
-        return tensorrt
-
     def versions(self) -> dict[str, str]:
         import torch
 
-        trt = self._require()
+        trt = self.require("tensorrt")
         # an engine only runs on the GPU model and TensorRT version that built it
         return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(self.device),
                 "cuda": str(torch.version.cuda),
@@ -194,7 +186,7 @@ class TensorRtBackend(Backend):
 
         if self.requested_precision == "fp32":
             return "fp32"
-        trt = self._require()
+        trt = self.require("tensorrt")
         if self._fp16_engine(trt):
             return "fp16"
         return "fp16" if torch.cuda.get_device_capability(self.device) >= (8, 0) else "fp32"
@@ -205,13 +197,13 @@ class TensorRtBackend(Backend):
         import torch
 
         math = precision
-        if precision == "fp16" and not self._fp16_engine(self._require()):
+        if precision == "fp16" and not self._fp16_engine(self.require("tensorrt")):
             math = "tf32"
         return accelerator_peak(torch.cuda.get_device_name(self.device), math, precision)
 
     def compile(self, onnx_path: Path, input_shapes: Mapping[str, tuple[int, ...]],
                 out_path: Path, spec) -> Path:
-        trt = self._require()
+        trt = self.require("tensorrt")
         log = _logger(trt)
         builder = trt.Builder(log)
         network = builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
@@ -237,7 +229,7 @@ class TensorRtBackend(Backend):
         return out_path
 
     def open(self, artifact: Path, input_shapes: Mapping[str, tuple[int, ...]]) -> Session:
-        trt = self._require()
+        trt = self.require("tensorrt")
         import torch
 
         torch.cuda.set_device(self.device)
