@@ -15,6 +15,8 @@ from harness.results import Figure, FigureKind, FindingKind, finite
 from harness.spec import OOM
 
 FULL_PROFILE = "full"  # the seeds' shapes: the only profile whose FPS compares with their tables
+FINDING_MARKS = {FindingKind.FAILURE: "❌ FAIL", FindingKind.EXPECTED_FAILURE: "⚠️ expected failure",
+                 FindingKind.NOT_APPLICABLE: "n/a", FindingKind.NOTE: "note"}  # any other kind: its own name
 MARKS = {"pass": "✅ pass", "fail": "❌ FAIL", "expected failure": "⚠️ expected failure", "n/a": "n/a"}
 
 
@@ -115,13 +117,16 @@ def _model_section(model: str, rows: list[dict], reference_fps: dict, soc: str |
     for r in rows:
         if r.get("error"):
             lines.append(f"- {r['backend']} {row_status(r)}: {_error_text(r)}")
-        for kind, prefix in ((FindingKind.FAILURE, "❌ FAIL"), (FindingKind.NOTE, "note")):
-            for finding in records.findings(r, kind):
-                lines.append(f"- {r['backend']} bs{r['batch_size']} {prefix} ({finding.part}) {finding}")
-    reasons = sorted({r["published"]["reason"] for r in rows
-                      if (r.get("published") or {}).get("reason") and not r["published"].get("applies")})
-    if reasons:
-        lines.append(f"- published figures do not apply: {'; '.join(reasons)}")
+    shown = set()  # a finding every row shares (the published figures not applying) once per model
+    for r in rows:
+        for finding in sorted(records.findings(r), key=lambda f: list(FindingKind).index(f.kind)):
+            said = f"{FINDING_MARKS.get(finding.kind, finding.kind.value)} ({finding.part}) {finding}"
+            if finding.kind is FindingKind.NOT_APPLICABLE:
+                if said not in shown:
+                    lines.append(f"- {said}")
+                shown.add(said)
+            else:
+                lines.append(f"- {r['backend']} bs{r['batch_size']} {said}")
     lines += _accuracy_table(rows) + _checks_table(rows) + _perf_table(rows, reference_fps, soc)
     return lines + [""]
 
@@ -150,11 +155,11 @@ def _checks_table(rows: list[dict]) -> list[str]:
         # the picture lies in <run>/divergence/<row>/, beside this summary's folder
         shown = f"[picture](divergence/{Path(picture).parent.name}/{Path(picture).name})" if picture else "—"
         for f in records.figures(r):
-            if f.part == "accuracy" and f.kind is not FigureKind.ACCURACY and f.verdict is not None:
-                bound = ">=" if f.higher_is_better else "<="
+            if f.part in ("accuracy", "conformance") and f.kind is not FigureKind.ACCURACY:
+                bound = (">= " if f.higher_is_better else "<= ") + f"{fmt(f.reference)} ({f.reference_name})" \
+                    if f.reference is not None else "—"
                 lines.append(f"| {r['backend']} | {r['batch_size']} | {r['precision']} | {f.name} | "
-                             f"{fmt(f.value)}{f.unit} | {bound} {fmt(f.reference)} ({f.reference_name}) | "
-                             f"{mark(f.verdict)} | {shown} |")
+                             f"{fmt(f.value)}{f.unit} | {bound} | {mark(f.verdict)} | {shown} |")
     for r in rows:
         if r.get("localisation"):
             lines.append(f"- {r['backend']} bs{r['batch_size']}: {r['localisation']}")

@@ -231,3 +231,31 @@ def test_the_summary_shows_agreement_with_pytorch_and_where_a_divergence_starts(
     assert "| onnxruntime | 1 | fp32 | top1_agreement | 14.3% | >= 99 (limit) | ❌" in text
     assert "(divergence/m-onnxruntime-fp32-bs1/worst_sample.png)" in text
     assert "- onnxruntime bs1: divergence on onnxruntime (fp32) starts at node /features/features.8/conv/Conv" in text
+
+
+def test_a_new_figure_and_every_finding_kind_reach_the_summary_and_the_gate_without_edits_there():
+    """What adding a metric or a finding kind takes: the result type and its builder. The summary
+    shows every figure by its name in its part's table and every finding by its kind, and the
+    gate compares every figure of a gated kind, whatever its name."""
+    from harness import gate
+    from harness.results import FindingKind
+
+    def row(new_value):
+        figures = [Figure("accuracy", "new_metric", new_value, "dB", True, FigureKind.ACCURACY, 0.5, 30.0,
+                          "PyTorch", "pass").as_dict(),
+                   Figure("accuracy", "new_check", 0.25, "", False, FigureKind.INFO, None, 1.0, "limit", "pass").as_dict(),
+                   Figure("perf", "new_speed", 123.0, "samples/s", True, FigureKind.SPEED).as_dict()]
+        findings = [{"kind": kind.value, "part": "accuracy", "what": "new_check", "message": f"said as {kind.value}"}
+                    for kind in FindingKind]
+        return records.finalise(_row(1, profile="smoke", accuracy={"verdict": "pass"}, perf={"rounds": 1},
+                                     figures=figures, findings=findings))
+
+    text = report.render.summary_markdown({**_header(), "records": [row(30.0)]}, [], [])
+    assert "| onnxruntime | 1 | fp32 | new_metric | 30 | 30 | 0 | 0.5 | ✅ pass |" in text
+    assert "| onnxruntime | 1 | fp32 | new_check | 0.25 | <= 1 (limit) | ✅ pass |" in text
+    assert "| backend | bs | precision | new_speed | reference FPS | rounds | audit |" in text and "| 123 |" in text
+    for kind in FindingKind:
+        assert f"new_check: said as {kind.value}" in text
+    key = ("m", "onnxruntime", "fp32", 1)
+    found = {(f.kind, f.what) for f in gate.compare_row(key, row(29.0), row(30.0), 0.1)}
+    assert found == {(gate.Kind.REGRESSION, "accuracy/new_metric"), (gate.Kind.WITHIN, "perf/new_speed")}
