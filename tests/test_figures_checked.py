@@ -58,7 +58,7 @@ def pytest_configure(config):
     from harness.backends import onnxruntime as ort_backend
     from harness.peak import Peak
 
-    ort_backend.OnnxRuntimeBackend.peak = lambda self, precision: Peak("a device", precision, 0.001, "a wrong table")
+    ort_backend.OnnxRuntimeBackend.peak = lambda self, precision, cache_dir=None: Peak("a device", precision, 0.001, "a wrong table")
 '''
 
 PERF = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "perf", "--loop=5")
