@@ -446,6 +446,23 @@ SEED_INPUT_ATOL = 1e-4
 SEED_INPUT_RTOL = 1e-5
 
 
+def _compare_one(result: SeedInputComparison, rel: str, sample, seed: np.ndarray, mine: np.ndarray,
+                 expected_size: int) -> None:
+    """One seed file against one input of the suite's sample, element-wise."""
+    result.compared += 1
+    if seed.size != mine.size:
+        result.differences.append(InputDifference(
+            f"{rel} ({seed.size} values, the suite's sample {expected_size}: another --profile?)",
+            sample.id, float("inf"), float("inf"), 1.0))
+        return
+    diff = np.abs(seed.astype(np.float64) - mine)
+    result.max_abs = max(result.max_abs, float(diff.max(initial=0.0)))
+    beyond = diff > result.atol + result.rtol * np.abs(mine)
+    if beyond.any():
+        result.differences.append(InputDifference(rel, sample.id, float(diff.max()), float(diff.mean()),
+                                                  float(beyond.mean())))
+
+
 def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
                         sample_shapes: Mapping[str, Sequence[int]], atol: float = SEED_INPUT_ATOL,
                         rtol: float = SEED_INPUT_RTOL) -> SeedInputComparison:
@@ -474,20 +491,8 @@ def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,
             if path is None:
                 result.unpaired.append(f"{rel}: missing, no seed file for suite sample {sample.id}")
                 continue
-            seed = np.fromfile(path, dtype=np.float32)
-            mine = np.ascontiguousarray(sample.inputs[name], dtype=np.float32).ravel()
-            result.compared += 1
-            if seed.size != mine.size:
-                result.differences.append(InputDifference(
-                    f"{rel} ({seed.size} values, the suite's sample {expected[name]}: another --profile?)",
-                    sample.id, float("inf"), float("inf"), 1.0))
-                continue
-            diff = np.abs(seed.astype(np.float64) - mine)
-            result.max_abs = max(result.max_abs, float(diff.max(initial=0.0)))
-            beyond = diff > atol + rtol * np.abs(mine)
-            if beyond.any():
-                result.differences.append(InputDifference(rel, sample.id, float(diff.max()),
-                                                          float(diff.mean()), float(beyond.mean())))
+            _compare_one(result, rel, sample, np.fromfile(path, dtype=np.float32),
+                         np.ascontiguousarray(sample.inputs[name], dtype=np.float32).ravel(), expected[name])
     for label, per_input in files.items():
         left = sorted({i for paths in per_input.values() for i in paths})
         if left:

@@ -274,7 +274,7 @@ def verdict_markdown(findings: list[Finding], results: Path, baseline: Baseline)
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness.gate", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="this run's results.json")
     parser.add_argument("--references", type=Path, help=f"pinned references (e.g. {refs.DEFAULT_PATH.relative_to(refs.PROJECT)})")
@@ -282,15 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-regression", action="append", default=[], metavar="F|SOC=F",
                         help="allowed FPS drop as a fraction (default 0.10); SOC=F for the rows of one soc")
     parser.add_argument("--markdown", type=Path, help="also write the verdict as markdown (a job summary)")
-    args = parser.parse_args(argv)
-    if args.references is None and args.baseline is None:
-        parser.error("give --references FILE (the pinned references), --baseline FILE (the last night), or both")
-    try:
-        fps_fraction, soc_fractions = parse_fps_regression(args.fps_regression)
-        current = load_run(args.results)
-        baseline = load_baseline(args.baseline, args.references)
-    except ValueError as err:
-        parser.error(str(err))
+    return parser
+
+
+def _print_environment_notes(current: Run, baseline: Baseline, args) -> None:
+    """Where this run and what it is judged against ran differently (machine, tool versions)."""
     sources = ([(f"the pinned references {args.references}", pin.set_by.get("environment") or {})
                 for pin in {p.run: p for p in baseline.references.pins.values()}.values()] if baseline.references else []) \
         + ([(f"the baseline {args.baseline}", baseline.last_night.header.get("environment") or {})]
@@ -305,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                                                   baseline.last_night.records[key].get("environment") or {})
             if differences:
                 print(f"note: {row_name(key)} ran with other runtime settings than the baseline: {'; '.join(differences)}")
-    findings = compare_runs(current, baseline, fps_fraction, soc_fractions)
+
+
+def _print_findings(findings: list[Finding], current: Run, baseline: Baseline) -> list[Finding]:
+    """Each finding worth a line, and the counts; returns the binding comparisons made."""
     for finding in findings:
         if not finding.binding:
             if finding.kind is not Kind.WITHIN:
@@ -314,15 +313,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{finding} (the reference needs a look)")
         elif finding.failing or finding.kind is Kind.NO_REFERENCE:
             print(finding)
-    failing = [f for f in findings if f.failing]
     compared = [f for f in findings if f.compared and f.binding]
     counts = {kind: sum(f.kind is kind and f.binding for f in findings) for kind in Kind}
     print(f"{len(compared)} figure(s) compared over {len(current.records)} row(s) of this run: "
           + ", ".join(f"{n} {kind.value}" for kind, n in counts.items()
                       if kind is not Kind.WITHIN and (kind is not Kind.NO_REFERENCE or baseline.references)))
+    return compared
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.references is None and args.baseline is None:
+        parser.error("give --references FILE (the pinned references), --baseline FILE (the last night), or both")
+    try:
+        fps_fraction, soc_fractions = parse_fps_regression(args.fps_regression)
+        current = load_run(args.results)
+        baseline = load_baseline(args.baseline, args.references)
+    except ValueError as err:
+        parser.error(str(err))
+    _print_environment_notes(current, baseline, args)
+    findings = compare_runs(current, baseline, fps_fraction, soc_fractions)
+    compared = _print_findings(findings, current, baseline)
     if args.markdown:
         args.markdown.write_text(verdict_markdown(findings, args.results, baseline))
-    if failing:
+    if any(f.failing for f in findings):
         return 1
     if not compared:
         print(f"nothing of {args.results} could be compared: nothing was gated", file=sys.stderr)
