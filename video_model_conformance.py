@@ -22,6 +22,10 @@ BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "default")
 PROFILES = ("smoke", "full")
 SAVE_LAYOUTS = ("npz", "ais_bench")
+# defaults the harness's own command lines share with these options
+DEFAULT_CACHE_DIR = ".cache"
+DEFAULT_REPORT_DIR = "reports"
+DEFAULT_FPS_REGRESSION = 0.10  # allowed FPS drop; the CPU nightly, on shared cores, passes 0.3
 
 
 def _inside_project(path: str, base: str) -> bool:
@@ -76,12 +80,12 @@ def add_options(parser) -> None:
     g("--limit", default=None, type=int, metavar="N", help="read at most N dataset items per model")
     g("--workers", default=None, type=int, metavar="N",
       help="processes reading and preprocessing the dataset ahead of inference (default: the core count)")
-    g("--cache-dir", default=".cache", metavar="DIR",
+    g("--cache-dir", default=DEFAULT_CACHE_DIR, metavar="DIR",
       help="converted artifacts, generated data, preprocessed samples and PyTorch reference outputs, by content")
     g("--cache-budget", default=None, metavar="SIZE",
       help="disk budget of --cache-dir, e.g. 40GB or 512MiB: least recently used entries are evicted, "
            "items beyond it are decoded each pass (default: half of the cache plus its disk's free space)")
-    g("--report-dir", default="reports", metavar="DIR", help="where reports/<run-id>/ is written")
+    g("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR", help="where reports/<run-id>/ is written")
     g("--save-outputs", default=None, metavar="DIR",
       help="write DIR/<model>/<backend>/bs<N>/ and DIR/<model>/torch/ in --save-layout")
     g("--save-layout", default="npz", choices=SAVE_LAYOUTS,
@@ -97,8 +101,8 @@ def add_options(parser) -> None:
     g("--references", default=None, metavar="FILE",
       help="nightly gate: fail rows whose figures left the band of their pinned reference in FILE "
            "(references/pinned.yaml; `python -m harness.references update` writes it); --baseline is then noted")
-    g("--fps-regression", default=0.10, type=float, metavar="F",
-      help="allowed FPS drop against --baseline as a fraction (default 0.10)")
+    g("--fps-regression", default=DEFAULT_FPS_REGRESSION, type=float, metavar="F",
+      help=f"allowed FPS drop against the pinned reference or --baseline, as a fraction (default {DEFAULT_FPS_REGRESSION})")
     g("--warmup", default=None, type=int, metavar="N",
       help="untimed runs before the timed loop of a perf row (default 1, as ais_bench's --warmup_count)")
     g("--loop", default=None, type=int, metavar="N",

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from video_model_conformance import DEFAULT_CACHE_DIR, DEFAULT_FPS_REGRESSION, DEFAULT_REPORT_DIR
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -23,15 +25,15 @@ class RunConfig:
     limit: int | None = None  # samples (items of the dataset index) per model
     # preprocessing worker processes (0: in the test process); the default uses every core
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    cache_dir: Path = Path(".cache")
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     cache_budget: int | None = None  # bytes; None: harness.cache_budget.default_budget
-    report_dir: Path = Path("reports")
+    report_dir: Path = Path(DEFAULT_REPORT_DIR)
     save_outputs: Path | None = None
-    save_layout: str = "npz"  # of --save-outputs: 'npz' per sample id, or 'ais_bench' (.bin + sumary.json)
+    save_layout: str = "npz"  # of --save-outputs: 'npz' per sample id, or 'ais_bench' (.bin, <folder>_summary.json)
     seed_inputs: Path | None = None  # the seeds' preprocessed folders, <dir>/<model>/
     baseline: Path | None = None
     references: Path | None = None  # pinned references the in-run gate judges rows against
-    fps_regression: float = 0.10  # the gate fails when FPS drops by more than this fraction
+    fps_regression: float = DEFAULT_FPS_REGRESSION  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
 

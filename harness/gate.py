@@ -28,6 +28,7 @@ from harness import references as refs
 from harness.records import Run, load_run, row_name
 from harness.references import gated_figures
 from harness.results import finite
+from video_model_conformance import DEFAULT_FPS_REGRESSION
 
 PINNED, BASELINE = "pinned", "baseline"  # what a finding was judged against
 
@@ -239,7 +240,7 @@ def findings_record(findings: list[Finding]) -> dict:
 
 
 def parse_fps_regression(values: list[str]) -> tuple[float, dict[str, float]]:
-    default, per_soc = 0.10, {}
+    default, per_soc = DEFAULT_FPS_REGRESSION, {}
     for value in values:
         soc, _, number = value.rpartition("=")
         try:
@@ -280,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--references", type=Path, help=f"pinned references (e.g. {refs.DEFAULT_PATH.relative_to(refs.PROJECT)})")
     parser.add_argument("--baseline", type=Path, help="the last night's results.json")
     parser.add_argument("--fps-regression", action="append", default=[], metavar="F|SOC=F",
-                        help="allowed FPS drop as a fraction (default 0.10); SOC=F for the rows of one soc")
+                        help=f"allowed FPS drop as a fraction (default {DEFAULT_FPS_REGRESSION}); SOC=F for the rows of one soc")
     parser.add_argument("--markdown", type=Path, help="also write the verdict as markdown (a job summary)")
     return parser
 

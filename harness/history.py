@@ -22,6 +22,7 @@ from harness import gate, records
 from harness import references as refs
 from harness.references import gated_figures, published_values
 from harness.results import finite
+from video_model_conformance import DEFAULT_FPS_REGRESSION
 
 FAILED_STATUSES = ("fail", "error")
 DRIFT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:blue", "tab:olive"]  # no green: the band
@@ -112,7 +113,7 @@ def _band(figure: dict, pinned: float, fps_fraction: float) -> tuple[float, floa
     return (pinned - tolerance, pinned + tolerance) if tolerance is not None else None
 
 
-def row_histories(nights: list[Night], references: refs.References | None, fps_fraction: float = 0.10,
+def row_histories(nights: list[Night], references: refs.References | None, fps_fraction: float = DEFAULT_FPS_REGRESSION,
                   soc_fractions: dict[str, float] | None = None) -> list[RowHistory]:
     """Every row seen in any night, its gated figures night by night, and the nights it failed:
     its own verdict did not pass, or the gate against its pin (or, unpinned, the night before) failed."""
@@ -250,7 +251,7 @@ def draw_drift(rows: list[RowHistory], nights: list[Night], path: Path) -> Path 
     return path
 
 
-def write_history(nights: list[Night], references: refs.References | None, out: Path, fps_fraction: float = 0.10,
+def write_history(nights: list[Night], references: refs.References | None, out: Path, fps_fraction: float = DEFAULT_FPS_REGRESSION,
                   soc_fractions: dict[str, float] | None = None) -> Path:
     """The pictures and ``history.md`` in ``out``; returns the markdown's path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures and history.md")
     parser.add_argument("--last", type=int, default=None, metavar="N", help="only the last N nights")
     parser.add_argument("--fps-regression", action="append", default=[], metavar="F|SOC=F",
-                        help="the speed band around a pin, as the gate's (default 0.10)")
+                        help=f"the speed band around a pin, as the gate's (default {DEFAULT_FPS_REGRESSION})")
     args = parser.parse_args(argv)
     if args.last is not None and args.last < 1:
         parser.error(f"--last {args.last}: give at least one night")

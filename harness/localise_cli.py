@@ -11,6 +11,7 @@ from typing import Sequence
 from harness import localise_report
 from harness.backends import backend_class
 from harness.localise import deployed_run, localise, relative_error
+from video_model_conformance import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default=None, choices=("fp32", "default"),
                         help="default: the backend's own default")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
-    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR))
+    parser.add_argument("--report-dir", type=Path, default=Path(DEFAULT_REPORT_DIR))
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds")
