@@ -20,11 +20,13 @@ from video_model_conformance import PRECISIONS
 
 # Messages runtimes give when host or device memory runs out: ONNX Runtime ("Failed to allocate
 # memory"), OpenVINO and C++ (bad_alloc), ATC/ACL/aclruntime (ACL error 207001 is
-# ACL_ERROR_RT_MEMORY_ALLOCATION). Sessions turn them into MemoryError, which the harness records
-# as an out-of-memory row (expected where the seed's table says so).
+# ACL_ERROR_RT_MEMORY_ALLOCATION), CUDA and TensorRT (cudaErrorMemoryAllocation). Sessions turn
+# them into MemoryError, which the harness records as an out-of-memory row (expected where the
+# seed's table says so).
 _OOM = re.compile(
     r"out of memory|bad_alloc|failed to allocate|memory (is )?not enough|not enough memory|insufficient memory"
-    r"|(malloc|alloc\w*) (device )?memory fail|aclrtMalloc\w* fail|rtMalloc\w* fail|\b207001\b",
+    r"|(malloc|alloc\w*) (device )?memory fail|aclrtMalloc\w* fail|rtMalloc\w* fail|\b207001\b"
+    r"|cudaErrorMemoryAllocation",
     re.IGNORECASE)
 
 

@@ -10,18 +10,13 @@ reported as 'fp16' (the tolerance class it belongs to); on older GPUs it is 'fp3
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from harness.backends.base import ArtifactMismatch, Backend, Session
+from harness.backends.base import ArtifactMismatch, Backend, Session, looks_like_oom
 from harness.peak import Peak, accelerator_peak
-
-_OOM = re.compile(r"out of memory|insufficient memory|cudaErrorMemoryAllocation|failed to allocate",
-                  re.IGNORECASE)
-
 
 def _logger(trt):
     """A TensorRT logger that keeps warnings and errors for exception messages."""
@@ -43,7 +38,7 @@ def _logger(trt):
 
 def _failure(what: str, messages: list[str]) -> Exception:
     text = f"{what}:\n" + "\n".join(messages[-40:])
-    return MemoryError(text) if _OOM.search(text) else RuntimeError(text)
+    return MemoryError(text) if looks_like_oom(text) else RuntimeError(text)
 
 
 class _TensorRtSession(Session):
