@@ -73,17 +73,3 @@ def judge_published(metric: Metric, value: float) -> tuple[str, str]:
         meaning = "worse than published" if worse else "better than published: check the protocol"
         return "fail", f"{said} lies {side} the {band} ({low:g} to {high:g}): {meaning}"
     return "pass", f"{said} lies within the {band}"
-
-
-def published_verdict(spec: ModelSpec, weights: Weights, data: dict | None, profile: str,
-                      deployed_metrics: dict[str, float] | None) -> dict:
-    """{'applies': bool, 'reason': why not, 'metrics': {name: {published, value, verdict, why}}}."""
-    reason = published_not_applicable(spec, weights, data, profile)
-    judged = {}
-    for metric in spec.metrics:
-        if metric.published is None:
-            continue
-        value = (deployed_metrics or {}).get(metric.name, math.nan)
-        verdict, why = ("n/a", reason) if reason else judge_published(metric, value)
-        judged[metric.name] = {"published": metric.published, "value": value, "verdict": verdict, "why": why}
-    return {"applies": reason is None, "reason": reason, "metrics": judged}

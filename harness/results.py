@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from harness import agreement as agreement_stats
+from harness import published
 from harness.outputs import DeployedRun, ReferenceRun
 from harness.spec import Metric, ModelSpec
 
@@ -54,6 +55,17 @@ class Finding:
         return cls(FindingKind(data["kind"]), data["part"], data["what"], data["message"])
 
 
+class Verdict(str, enum.Enum):
+    """A figure's or a part's verdict (a str: results.json and the report read it as text)."""
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "n/a"
+
+    @classmethod
+    def of(cls, passed: bool) -> "Verdict":
+        return cls.PASS if passed else cls.FAIL
+
+
 class FigureKind(str, enum.Enum):
     ACCURACY = "accuracy"  # gated with an absolute band (the spec's tolerance for the precision)
     SPEED = "speed"  # gated with the run's relative --fps-regression
@@ -73,10 +85,14 @@ class Figure:
     tolerance: float | None = None  # the absolute band of an accuracy figure
     reference: float | None = None  # what it was judged against (PyTorch's value, a limit, the table)
     reference_name: str = ""  # 'PyTorch', 'limit', 'published', 'Ascend310P3 table'
-    verdict: str | None = None  # 'pass', 'fail' or None (not judged)
+    verdict: Verdict | None = None  # None: not judged
+
+    def __post_init__(self):  # 'pass' is read as Verdict.PASS, whoever built the figure
+        if self.verdict is not None:
+            object.__setattr__(self, "verdict", Verdict(self.verdict))
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "kind": self.kind.value}
+        return {**asdict(self), "kind": self.kind.value, "verdict": self.verdict.value if self.verdict else None}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Figure":
@@ -102,10 +118,10 @@ class Result:
         return not self.failures
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         if any(f.kind is FindingKind.NOT_APPLICABLE for f in self.findings):
-            return "n/a"
-        return "pass" if self.passed else "fail"
+            return Verdict.NOT_APPLICABLE
+        return Verdict.of(self.passed)
 
     def fail(self, what: str, message: str) -> None:
         self.findings.append(Finding(FindingKind.FAILURE, self.part, what, message))
@@ -168,7 +184,7 @@ def judge_delta(metric: Metric, torch_value: float, deployed_value: float, preci
     if math.isnan(torch_value) and math.isnan(deployed_value):
         verdict = None  # no sample of the dataset feeds this metric (e.g. a pass it does not hold)
     else:
-        verdict = "pass" if abs(deployed_value - torch_value) <= tolerance else "fail"  # NaN on one side fails
+        verdict = Verdict.of(abs(deployed_value - torch_value) <= tolerance)  # NaN on one side fails
     return Figure("accuracy", metric.name, finite(deployed_value), metric.unit, metric.higher_is_better,
                   FigureKind.ACCURACY, tolerance, finite(torch_value), "PyTorch", verdict)
 
@@ -219,12 +235,12 @@ def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, de
         result.fail("element-wise", f"{stats.message()} (vs PyTorch, {precision} tolerance)")
     result.figures.append(Figure("accuracy", "max_abs_diff", finite(stats.max_abs), "", False, FigureKind.INFO,
                                  reference=stats.tolerance.atol, reference_name="atol",
-                                 verdict="pass" if stats.passed else "fail"))
+                                 verdict=Verdict.of(stats.passed)))
     for name, judged in agreement_stats.judge(spec.agreement, deployed.agreement, precision).items():
         higher = judged["bound"] == "min"
         result.figures.append(Figure("accuracy", name, finite(judged["value"]), judged["unit"], higher,
                                      FigureKind.INFO, reference=judged["limit"], reference_name="limit",
-                                     verdict="pass" if judged["passed"] else "fail"))
+                                     verdict=Verdict.of(judged["passed"])))
         if not judged["passed"]:
             relation = ">=" if higher else "<="
             result.fail(name, f"{judged['value']:.4g}{judged['unit']} vs PyTorch, expected {relation} "
@@ -233,7 +249,7 @@ def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, de
         figure = judge_delta(metric, reference.metrics.get(metric.name, math.nan),
                              deployed.metrics.get(metric.name, math.nan), precision)
         result.figures.append(figure)
-        if figure.verdict == "fail":
+        if figure.verdict is Verdict.FAIL:
             result.fail(metric.name, f"deployed {_fmt(figure.value)} vs PyTorch {_fmt(figure.reference)} "
                                      f"(tolerance {figure.tolerance:g} for {precision})")
     return result
@@ -244,7 +260,7 @@ def conformance_result(precision: str, deployed: DeployedRun) -> Result:
     stats = deployed.elementwise
     result = Result("conformance")
     result.figures.append(Figure("conformance", "outside_tolerance", float(stats.outside), "elements", False,
-                                 reference=0.0, reference_name="allowed", verdict="pass" if stats.passed else "fail"))
+                                 reference=0.0, reference_name="allowed", verdict=Verdict.of(stats.passed)))
     for problem in deployed.output_problems:
         result.fail("outputs", problem)
     if not stats.passed:
@@ -324,7 +340,7 @@ class PublishedResult(Result):
     def details(self) -> dict:
         """The row's published part as the report reads it: {applies, reason, metrics: {name:
         {published, value, verdict, why}}}."""
-        metrics = {f.name: {"published": f.reference, "value": f.value, "verdict": f.verdict or "n/a",
+        metrics = {f.name: {"published": f.reference, "value": f.value, "verdict": (f.verdict or Verdict.NOT_APPLICABLE).value,
                             "why": self._why.get(f.name, self.reason)} for f in self.figures}
         return {"applies": self.applies, "reason": self.reason, "metrics": metrics}
 
@@ -333,8 +349,6 @@ def published_result(spec: ModelSpec, weights, data: dict | None, profile: str,
                      deployed_metrics: Mapping[str, float] | None) -> PublishedResult:
     """The deployed model's metrics against the seed's published figures, where they apply
     (harness/published.py decides where, and judges each metric two-sided)."""
-    from harness import published
-
     result = PublishedResult(reason=published.published_not_applicable(spec, weights, data, profile))
     if result.reason:
         result.findings.append(Finding(FindingKind.NOT_APPLICABLE, "published", "published", result.reason))
@@ -347,6 +361,6 @@ def published_result(spec: ModelSpec, weights, data: dict | None, profile: str,
         result.figures.append(Figure("published", metric.name, finite(value), metric.unit, metric.higher_is_better,
                                      FigureKind.INFO, metric.published_band, metric.published, "published",
                                      verdict))
-        if verdict == "fail":
+        if verdict == Verdict.FAIL:
             result.fail("published", why)
     return result
