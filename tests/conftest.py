@@ -63,6 +63,32 @@ def tiny_onnx(tmp_path_factory) -> Path:
     return path
 
 
+ORT_SESSION_PATCH = '''
+import numpy as np
+import pytest
+
+def patch(session, state):
+{body}
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    from harness.backends import onnxruntime as ort_backend
+
+    real_open = ort_backend.OnnxRuntimeBackend.open
+    def patched_open(self, artifact, shapes):
+        session = real_open(self, artifact, shapes)
+        patch(session, {{}})
+        return session
+    ort_backend.OnnxRuntimeBackend.open = patched_open
+'''
+
+
+def ort_session_patch(body: str) -> str:
+    """The source of a plugin (``run_suite(plugin=...)``) that hands every ONNX Runtime session,
+    as it opens, to ``patch(session, state)`` with this body: a deliberately broken runtime."""
+    return ORT_SESSION_PATCH.format(body=body)
+
+
 def tiny_feeds(batch_size: int, seed: int = 1) -> dict:
     rng = __import__("numpy").random.default_rng(seed)
     return {name: rng.standard_normal((batch_size, *shape)).astype("float32") for name, shape in TINY_INPUTS.items()}

@@ -6,34 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from conftest import ort_session_patch
 from harness import registry
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-# A backend whose sessions return what ``corrupt(outputs, feeds, state)`` makes of the true outputs.
-FAULTY_ORT = '''
-import numpy as np
-import pytest
-
-def corrupt(outputs, feeds, state):
-{body}
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config):
-    from harness.backends import onnxruntime as ort_backend
-
-    real_open = ort_backend.OnnxRuntimeBackend.open
-    def faulty_open(self, artifact, shapes):
-        session = real_open(self, artifact, shapes)
-        real_run, state = session.run, {{}}
-        session.run = lambda feeds: corrupt(real_run(feeds), feeds, state)
-        return session
-    ort_backend.OnnxRuntimeBackend.open = faulty_open
-'''
 
 NOISE = """    rng = state.setdefault("rng", np.random.default_rng(0))
     return {n: rng.standard_normal(a.shape).astype(a.dtype) for n, a in outputs.items()}"""
@@ -49,7 +30,11 @@ NAN = """    outputs = {n: a.copy() for n, a in outputs.items()}
 
 
 def faulty(body: str) -> str:
-    return FAULTY_ORT.format(body=body)
+    """A runtime whose sessions return what ``corrupt(outputs, feeds, state)`` (this body) makes
+    of the true outputs."""
+    corrupt = "    def corrupt(outputs, feeds, state):\n" + textwrap.indent(body, "    ")
+    return ort_session_patch(f"{corrupt}\n    real_run = session.run\n"
+                             "    session.run = lambda feeds: corrupt(real_run(feeds), feeds, state)")
 
 
 def _notes(result) -> list[str]:

@@ -8,25 +8,7 @@ import math
 
 import pytest
 
-# An ONNX Runtime session patched by ``patch(session, state)`` when it opens.
-PATCHED_ORT = '''
-import numpy as np
-import pytest
-
-def patch(session, state):
-{body}
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config):
-    from harness.backends import onnxruntime as ort_backend
-
-    real_open = ort_backend.OnnxRuntimeBackend.open
-    def patched_open(self, artifact, shapes):
-        session = real_open(self, artifact, shapes)
-        patch(session, {{}})
-        return session
-    ort_backend.OnnxRuntimeBackend.open = patched_open
-'''
+from conftest import ort_session_patch
 
 # right on the warm-up and on the last timed round, wrong on the rounds between
 SOME_ROUNDS_WRONG = """    real_run = session.run
@@ -84,7 +66,7 @@ def test_the_faithful_runtime_is_green_with_every_round_audited(run_suite):
 
 
 def test_wrong_outputs_on_some_timed_rounds_fail_the_audit(run_suite):
-    result = run_suite(*PERF, tests=("test_perf.py",), plugin=PATCHED_ORT.format(body=SOME_ROUNDS_WRONG))
+    result = run_suite(*PERF, tests=("test_perf.py",), plugin=ort_session_patch(SOME_ROUNDS_WRONG))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*efficient3dcnn bs1 on onnxruntime (fp32): audit: onnxruntime (fp32): the rounds' "
                                  "outputs differ from the first round's (fp32): * elements outside*round 2 sample 0*"])
@@ -99,7 +81,7 @@ def test_wrong_outputs_on_some_timed_rounds_fail_the_audit(run_suite):
     ("1e6", "timed round 0 reports 1e+06 ms of compute time, more than the * ms the whole call took"),
 ])
 def test_impossible_compute_times_fail_and_leave_no_figure(run_suite, value, message):
-    result = run_suite(*PERF, tests=("test_perf.py",), plugin=PATCHED_ORT.format(body=compute_ms(value)))
+    result = run_suite(*PERF, tests=("test_perf.py",), plugin=ort_session_patch(compute_ms(value)))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*efficient3dcnn bs1 on onnxruntime (fp32): compute time: onnxruntime (fp32): {message}*"])
     row = _perf_row(result)
@@ -119,7 +101,7 @@ def test_a_fraction_of_peak_above_one_fails_naming_the_peak(run_suite):
 ])
 def test_outputs_off_the_declared_contract_fail_accuracy_and_perf(run_suite, body, message):
     result = run_suite("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy or perf", "--loop=2",
-                       tests=("test_accuracy.py", "test_perf.py"), plugin=PATCHED_ORT.format(body=body))
+                       tests=("test_accuracy.py", "test_perf.py"), plugin=ort_session_patch(body))
     result.assert_outcomes(failed=2)
     literal = message.replace("[", "[[]")  # fnmatch reads [...] as a set
     result.stdout.fnmatch_lines([f"*outputs: the batch of *: {literal}*"])
