@@ -197,6 +197,18 @@ class Baseline:
                     findings.append(replace(finding, binding=not noted))
         return findings
 
+    def gate_result(self, key: tuple, record: dict, result, fps_fraction: float) -> dict:
+        """The in-run gate of one test's typed result (``record``: its row so far): failing
+        findings fail ``result``, the others worth saying are its notes; returns what the row
+        keeps of the gate."""
+        found = self.judge(key, record, fps_fraction)
+        for finding in found:
+            if finding.failing:
+                result.fail("gate", f"against {finding.reference}: {finding}")
+            elif finding.kind is not Kind.WITHIN:
+                result.note("gate", f"against {finding.reference}{'' if finding.binding else ' (noted)'}: {finding}")
+        return {"gate": {result.part: findings_record(found)}}
+
 
 def load_baseline(last_night: Path | None = None, references: Path | None = None) -> Baseline:
     """The gate's baseline from the files given, or :class:`ReferencesError` naming the file that
