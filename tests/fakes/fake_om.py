@@ -40,6 +40,19 @@ class TensorDesc:
     size: int
 
 
+class Sumary:
+    """aclruntime's ``sumary`` struct, as both generations' summary call returns it."""
+
+    def __init__(self, exec_time_list):
+        self.exec_time_list = exec_time_list
+
+
+def reset_transfers() -> None:
+    """aclruntime's process-wide MemorySummary reset, under either generation's name."""
+    H2D_TIME_LIST.clear()
+    D2H_TIME_LIST.clear()
+
+
 def _float32_ms(value: float) -> float:
     # aclruntime keeps times as C++ float: the Python side sees float32-rounded values
     return float(np.float32(value))

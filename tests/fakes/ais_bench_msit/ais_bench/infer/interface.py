@@ -55,14 +55,7 @@ class InferSession:
         self._om.release("free_resource() was called")
 
     def summary(self):
-        return _Sumary(list(self._exec_time_list))
-
-
-class _Sumary:
-    """aclruntime's ``sumary`` struct."""
-
-    def __init__(self, exec_time_list):
-        self.exec_time_list = exec_time_list
+        return fake_om.Sumary(list(self._exec_time_list))
 
 
 class MemorySummary:
@@ -76,5 +69,4 @@ class MemorySummary:
 
     @staticmethod
     def reset():
-        fake_om.H2D_TIME_LIST.clear()
-        fake_om.D2H_TIME_LIST.clear()
+        fake_om.reset_transfers()

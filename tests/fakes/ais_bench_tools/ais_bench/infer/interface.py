@@ -43,7 +43,7 @@ class InferSession:
         self._exec_time_list.clear()
 
     def sumary(self):
-        return _Sumary(list(self._exec_time_list))
+        return fake_om.Sumary(list(self._exec_time_list))
 
     def finalize(self):
         self._om.release("finalize() was called on this session")
@@ -57,13 +57,6 @@ class InferSession:
         return outputs
 
 
-class _Sumary:
-    """aclruntime's ``sumary`` struct."""
-
-    def __init__(self, exec_time_list):
-        self.exec_time_list = exec_time_list
-
-
 class MemorySummary:
     @staticmethod
     def get_H2D_time_list():
@@ -75,5 +68,4 @@ class MemorySummary:
 
     @staticmethod
     def reset():
-        fake_om.H2D_TIME_LIST.clear()
-        fake_om.D2H_TIME_LIST.clear()
+        fake_om.reset_transfers()
