@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from harness import agreement as agreement_stats
 from harness import published
@@ -283,9 +283,6 @@ class PerfResult(Result):
     def details(self) -> dict:
         return {**self.timing, "peak": self.peak}
 
-    def value(self, name: str) -> float | None:
-        return next((f.value for f in self.figures if f.name == name), None)
-
 
 def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_per_sample: float | None,
                 peak) -> PerfResult:
@@ -319,10 +316,6 @@ def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_
                                                 f"{peak.gflops:.4g} GFLOP/s ({peak.source}): the timing or the "
                                                 "peak is wrong")
     return result
-
-
-def figures_by_name(figures: Iterable[Figure]) -> dict[str, Figure]:
-    return {f.name: f for f in figures}
 
 
 # ---------------------------------------------------------------------------------------- published
