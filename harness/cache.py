@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import errno
 import fcntl
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -40,7 +41,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # (the pipeline's '<tmp>.raw.onnx')
 _TEMPORARY = re.compile(r"^\.(?P<key>[0-9a-f]{24})\.tmp(?P<pid>\d+)")
 
-# Artifacts built by this process, for the report ("a warm rerun converts nothing").
+# Artifacts built by this process's run, for the report ("a warm rerun converts nothing").
 BUILT: list[str] = []
 
 
@@ -208,7 +209,9 @@ def source_files(*objects: Any, root: Path = PROJECT_ROOT) -> list[Path]:
             if path not in files:
                 files.add(path)
                 package = _package_of(path, root)
-                pending.extend((imported, False) for imported in _imports(path, package))
+                stat = path.stat()
+                imported = _imports(path, package, stat.st_mtime_ns, stat.st_size)
+                pending.extend((module, False) for module in imported)
     return sorted(files)
 
 
@@ -265,10 +268,12 @@ def _in_project(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") or part == "site-packages" for part in relative.parts)
 
 
-def _imports(path: Path, package: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _imports(path: Path, package: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     """Module names ``path`` imports, relative imports resolved against ``package``, with the
     parent packages an import runs; for ``from a import b`` both 'a' and 'a.b' (b may be a
-    submodule)."""
+    submodule). Parsed once per file version (``mtime_ns`` and ``size`` key it): every cache key
+    of a run asks for the sources behind it."""
     names = []
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -280,5 +285,5 @@ def _imports(path: Path, package: str) -> list[str]:
                 base = f"{parent}.{base}" if base else parent
             names.append(base)
             names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
-    return [".".join(parts[:i]) for n in names if n for parts in [n.split(".")]
-            for i in range(1, len(parts) + 1)]
+    return tuple(".".join(parts[:i]) for n in names if n for parts in [n.split(".")]
+                 for i in range(1, len(parts) + 1))

@@ -363,6 +363,13 @@ def configure(cache_dir: Path, limit: int | None) -> CacheBudget:
     return current
 
 
+def start_run(cache_dir: Path, limit: int | None) -> CacheBudget:
+    """A new run's budget for ``cache_dir``: what an earlier run in this process saw and evicted
+    is forgotten, and the run's working set starts now."""
+    _BUDGETS.clear()
+    return configure(cache_dir, limit)
+
+
 def budget_of(cache_dir: Path) -> CacheBudget:
     """The budget of ``cache_dir`` in this process (the default one unless configured)."""
     key = Path(cache_dir).resolve()

@@ -86,8 +86,12 @@ class PassCounts:
         for name in vars(self):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def clear(self) -> None:
+        for name in vars(self):
+            setattr(self, name, 0)
 
-SERVED = PassCounts()  # every pass of every dataset in this process, for the run's summary line
+
+SERVED = PassCounts()  # every pass of every dataset in this process's run, for the run's summary line
 
 
 class IndexedDataset:

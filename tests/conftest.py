@@ -2,7 +2,10 @@
 the suite itself in a sandbox (how pytest plugins test themselves)."""
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
+import sys
 from pathlib import Path
 
 import onnxruntime  # noqa: F401
@@ -79,7 +82,9 @@ def pytest_configure(config):
         session = real_open(self, artifact, shapes)
         patch(session, {{}})
         return session
-    ort_backend.OnnxRuntimeBackend.open = patched_open
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setattr(ort_backend.OnnxRuntimeBackend, "open", patched_open)
 '''
 
 
@@ -104,19 +109,74 @@ def suite_cache(request) -> Path:
     return run_config(request.config).cache_dir
 
 
+PROJECT_PACKAGES = ("harness", "fixtures", "models")
+
+
+def _import_project() -> None:
+    """Every module of the project, imported before any sandboxed run: pytester drops what a test
+    first imports (it restores sys.modules), so each in-process run would import it anew."""
+    for package in PROJECT_PACKAGES:
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+            importlib.import_module(module.name)
+
+
+_import_project()
+
+
+def _patchable_state() -> dict:
+    """What a sandbox plugin could patch and forget to restore, by identity: every global of the
+    project's modules, every attribute of the classes they define, every registered model; as
+    (namespace, name, value) keyed by (the namespace's id, name)."""
+    from harness import registry
+
+    namespaces = [registry._REGISTRY]
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.partition(".")[0] in PROJECT_PACKAGES:
+            namespaces += [module, *(v for v in vars(module).values()
+                                     if isinstance(v, type) and v.__module__ == name)]
+    return {(id(namespace), name): (namespace, name, value) for namespace in namespaces
+            for name, value in list((namespace if isinstance(namespace, dict) else vars(namespace)).items())}
+
+
+def _restore(namespace, name: str, value) -> str:
+    """Put ``value`` back as ``namespace``'s ``name``; return what was restored, named."""
+    if isinstance(namespace, dict):
+        namespace[name] = value
+        return f"the registered model {name}"
+    setattr(namespace, name, value)
+    if isinstance(namespace, type):
+        return f"{namespace.__module__}.{namespace.__qualname__}.{name}"
+    return f"{namespace.__name__}.{name}"
+
+
+def _run_in_process(pytester, args: list[str]):
+    """The run in this process (its imports are done: about 5 s less per run than a subprocess).
+    What the run left patched is restored, and fails the test that ran it."""
+    before = _patchable_state()
+    result = pytester.runpytest_inprocess(*args)
+    after = _patchable_state()
+    left = [_restore(*entry) for key, entry in before.items() if key not in after or after[key][2] is not entry[2]]
+    if left:
+        pytest.fail(f"the sandboxed run left the project patched (undo it through config.add_cleanup in the "
+                    f"plugin): {', '.join(left)}")
+    return result
+
+
 @pytest.fixture
 def run_suite(pytester, suite_cache, monkeypatch):
-    """Run the suite's own tests in a subprocess, as a user would, and return the result.
+    """Run the suite's own tests in a sandbox, as a user would, and return the result.
 
     ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
     ``plugin`` is the source of a pytest plugin loaded with ``-p`` (a deliberately broken backend,
-    dataset or option); ``project`` another copy of the project (a sandbox with a new model);
-    the result carries ``.results`` (the run's results.json, or None) besides pytester's
-    ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).
+    dataset or option; what it patches it undoes through ``config.add_cleanup``); ``project``
+    another copy of the project (a sandbox with a new model), run in a subprocess since its
+    modules share this one's names; the result carries ``.results`` (the run's results.json, or
+    None) besides pytester's ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).
     """
     # the sandboxed run is no xdist worker, even when this test runs in one
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
+    pytester.syspathinsert()  # where -p finds the plugin
 
     def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",),
             project: Path = PROJECT, cache: Path | None = None):
@@ -125,9 +185,13 @@ def run_suite(pytester, suite_cache, monkeypatch):
             pytester.makepyfile(sandbox_fault=plugin)
             args += ["-p", "sandbox_fault"]
         report_dir = pytester.path / "reports"
-        result = pytester.runpytest_subprocess(
-            *args, f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or suite_cache}",
-            f"--report-dir={report_dir}", *options)
+        args += [f"--rootdir={project}", "-p", "no:cacheprovider", f"--cache-dir={cache or suite_cache}",
+                 f"--report-dir={report_dir}", *options]
+        if project == PROJECT:
+            # the project's plugin, already imported here, cannot be assertion-rewritten again
+            result = _run_in_process(pytester, [*args, "-W", "ignore::pytest.PytestAssertRewriteWarning"])
+        else:
+            result = pytester.runpytest_subprocess(*args)
         result.results_dir = report_dir / "latest"
         latest = report_dir / "latest" / "results.json"
         result.results = json.loads(latest.read_text()) if latest.exists() else None

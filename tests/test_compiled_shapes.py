@@ -77,11 +77,14 @@ def pytest_configure(config):
     def ov_compile(self, onnx_path, input_shapes, out_path, spec):
         return real_ov_compile(self, onnx_path, batch_one(input_shapes), out_path, spec)
 
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
     for backend, compile in ((OnnxRuntimeBackend, ort_compile), (OpenVinoBackend, ov_compile)):
         real_key = backend.compile_key
-        backend.compile_key = lambda self, spec, real_key=real_key: {**real_key(self, spec), "fault": "batch 1"}
-        backend.compile = compile
-    OnnxRuntimeBackend.artifact_suffix = ".onnx"
+        undo.setattr(backend, "compile_key",
+                     lambda self, spec, real_key=real_key: {**real_key(self, spec), "fault": "batch 1"})
+        undo.setattr(backend, "compile", compile)
+    undo.setattr(OnnxRuntimeBackend, "artifact_suffix", ".onnx")
 '''
 
 RUNTIMES = "--backend=onnxruntime,openvino"

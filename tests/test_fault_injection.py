@@ -106,11 +106,12 @@ def pytest_configure(config):
 
     spec = registry.get("efficient3dcnn")
     tables = {{**spec.reference_fps, "T4": {{**spec.reference_fps["T4"], 1: "oom"}}}}
-    registry._REGISTRY["efficient3dcnn"] = dataclasses.replace(spec, reference_fps=tables)
-
     def failing_open(self, artifact, shapes):
         raise {error}
-    ort_backend.OnnxRuntimeBackend.open = failing_open
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setitem(registry._REGISTRY, "efficient3dcnn", dataclasses.replace(spec, reference_fps=tables))
+    undo.setattr(ort_backend.OnnxRuntimeBackend, "open", failing_open)
 '''
 
 
@@ -220,7 +221,9 @@ def pytest_configure(config):
         faulty = Path(tempfile.mkdtemp()) / "faulty.onnx"
         onnx.save(model, str(faulty))
         return real_open(self, faulty, shapes)
-    ort_backend.OnnxRuntimeBackend.open = faulty_open
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setattr(ort_backend.OnnxRuntimeBackend, "open", faulty_open)
 '''
 
 
@@ -269,6 +272,8 @@ def pytest_configure(config):
         "reference_pass": lambda spec, *a: spec.name,
         "deployed_pass": lambda spec, profile, session, bs, *a: f"{spec.name}/{a[-1].root.name}",
     }
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
     for name, key in keys.items():
         real = getattr(stages, name)
         def counted(*args, _real=real, _name=name, _key=key):
@@ -277,7 +282,7 @@ def pytest_configure(config):
             if _name.endswith("_pass"):
                 DECODED.append(result.dataset["this_pass"]["decoded"])
             return result
-        setattr(stages, name, counted)
+        undo.setattr(stages, name, counted)
 
 def pytest_unconfigure(config):
     with open("stage_calls.json", "w") as f:
@@ -384,11 +389,13 @@ def pytest_configure(config):
     spec = registry.get("efficient3dcnn")
     known = KnownFailure({declared}, "the runtime's Conv3d kernel crashes (issue #123)", backend="onnxruntime",
                          precision="fp32", batch_size=1)
-    registry._REGISTRY["efficient3dcnn"] = dataclasses.replace(spec, known_failures=(known,))
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setitem(registry._REGISTRY, "efficient3dcnn", dataclasses.replace(spec, known_failures=(known,)))
     if {raised} is not None:
         def failing_open(self, artifact, shapes):
             raise {raised}("EZ9999: AI Core exception")
-        ort_backend.OnnxRuntimeBackend.open = failing_open
+        undo.setattr(ort_backend.OnnxRuntimeBackend, "open", failing_open)
 '''
 
 

@@ -40,7 +40,10 @@ def pytest_configure(config):
     from harness.backends import onnxruntime as ort_backend
     from harness.peak import Peak
 
-    ort_backend.OnnxRuntimeBackend.peak = lambda self, precision, cache_dir=None: Peak("a device", precision, 0.001, "a wrong table")
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setattr(ort_backend.OnnxRuntimeBackend, "peak",
+                 lambda self, precision, cache_dir=None: Peak("a device", precision, 0.001, "a wrong table"))
 '''
 
 PERF = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "perf", "--loop=5")
@@ -115,7 +118,9 @@ import pytest
 def pytest_configure(config):
     from harness.backends import onnxruntime as ort_backend
 
-    ort_backend.OnnxRuntimeBackend.reports_compute_time = True  # its sessions report none
+    undo = pytest.MonkeyPatch()
+    config.add_cleanup(undo.undo)
+    undo.setattr(ort_backend.OnnxRuntimeBackend, "reports_compute_time", True)  # its sessions report none
 '''
 
 
