@@ -364,17 +364,11 @@ def configure(cache_dir: Path, limit: int | None) -> CacheBudget:
 
 
 def start_run(cache_dir: Path, limit: int | None) -> CacheBudget:
-    """A new run's budget for ``cache_dir``: what an earlier run in this process evicted is
-    forgotten and the run's working set starts now; the estimate of what the cache holds (the
-    last scan plus this process's writes since) carries over, so that a run does not walk a
-    cache this process has walked already."""
-    key = Path(cache_dir).resolve()
-    earlier = _BUDGETS.get(key)
+    """A new run's budget for ``cache_dir``, as in a new process: what an earlier run in this
+    process saw and evicted is forgotten, the cache is scanned again and the run's working set
+    starts now."""
     _BUDGETS.clear()
-    budget = configure(key, limit)
-    if earlier is not None and earlier.scanned:
-        budget.used, budget.written_since_scan, budget.scanned = earlier.used, earlier.written_since_scan, True
-    return budget
+    return configure(cache_dir, limit)
 
 
 def budget_of(cache_dir: Path) -> CacheBudget:
