@@ -520,7 +520,8 @@ def test_efficient3dcnn_seed_postprocess_on_the_dump_gives_the_suites_top1(tmp_p
 
 
 def test_fake_toolkit_reaches_subprocesses(fake_ascend_toolkit):
-    """What the sandboxed suite runs (`pytest --soc Ascend310P3` in a subprocess) sees."""
+    """What a suite run in a subprocess (`pytest --soc Ascend310P3`, a sandboxed copy of the
+    project) sees."""
     import subprocess
 
     probe = ("from harness.backends.ascend import AscendBackend; import ais_bench.infer.interface as i; "

@@ -1,6 +1,6 @@
 """The suite run against deliberately broken deployments, data and options must be red and name
 the culprit; against the faithful deployment, green. Each case runs the suite's own tests in a
-subprocess (pytest's ``pytester``), as a user would; smoke shapes, the fastest model that shows
+sandbox (pytest's ``pytester``, in this process), as a user would; smoke shapes, the fastest model that shows
 the behaviour, and one artifact cache shared by every case."""
 from __future__ import annotations
 
