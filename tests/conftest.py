@@ -6,6 +6,7 @@ import importlib
 import json
 import pkgutil
 import sys
+import types
 from pathlib import Path
 
 import onnxruntime  # noqa: F401
@@ -141,12 +142,16 @@ def _patchable_state() -> dict:
             for name, value in list((namespace if isinstance(namespace, dict) else vars(namespace)).items())}
 
 
+_ABSENT = object()  # what a name a plugin added was before it
+
+
 def _restore(namespace, name: str, value) -> str:
-    """Put ``value`` back as ``namespace``'s ``name``; return what was restored, named."""
+    """Put ``value`` back as ``namespace``'s ``name`` (remove the name where it was absent);
+    return what was restored, named."""
     if isinstance(namespace, dict):
-        namespace[name] = value
+        namespace.pop(name) if value is _ABSENT else namespace.__setitem__(name, value)
         return f"the registered model {name}"
-    setattr(namespace, name, value)
+    delattr(namespace, name) if value is _ABSENT else setattr(namespace, name, value)
     if isinstance(namespace, type):
         return f"{namespace.__module__}.{namespace.__qualname__}.{name}"
     return f"{namespace.__name__}.{name}"
@@ -154,11 +159,17 @@ def _restore(namespace, name: str, value) -> str:
 
 def _run_in_process(pytester, args: list[str]):
     """The run in this process (its imports are done: about 5 s less per run than a subprocess).
-    What the run left patched is restored, and fails the test that ran it."""
+    What the run left patched, or added to a class or the registry, is restored, and fails the
+    test that ran it."""
     before = _patchable_state()
     result = pytester.runpytest_inprocess(*args)
     after = _patchable_state()
-    left = [_restore(*entry) for key, entry in before.items() if key not in after or after[key][2] is not entry[2]]
+    changed = [entry for key, entry in before.items() if key not in after or after[key][2] is not entry[2]]
+    # (a dunder Python adds itself, such as copyreg's __slotnames__ cache on pickling, is no patch)
+    added = [(namespace, name, _ABSENT) for key, (namespace, name, _) in after.items()
+             if key not in before and not isinstance(namespace, types.ModuleType)
+             and not (name.startswith("__") and name.endswith("__"))]
+    left = [_restore(*entry) for entry in changed + added]
     if left:
         pytest.fail(f"the sandboxed run left the project patched (undo it through config.add_cleanup in the "
                     f"plugin): {', '.join(left)}")

@@ -418,3 +418,26 @@ def test_a_known_failure_that_passes_or_fails_otherwise_is_reported(run_suite, r
     result.stdout.fnmatch_lines([message])
     row = result.results["records"][0]
     assert row["status"] in ("fail", "error"), row
+
+
+LEAKING_PATCH = '''
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    from harness.backends import onnxruntime as ort_backend
+
+    ort_backend.OnnxRuntimeBackend.reports_compute_time = "patched"  # and never undone
+'''
+
+
+def test_a_sandbox_plugin_that_leaves_the_project_patched_fails_and_is_undone(run_suite):
+    """The sandboxed runs share this process: a patch a plugin leaves behind would change every
+    later test, so the run that left it fails, naming it, and the project is restored."""
+    from harness.backends.onnxruntime import OnnxRuntimeBackend
+
+    declared = OnnxRuntimeBackend.__dict__.get("reports_compute_time")
+    with pytest.raises(pytest.fail.Exception, match="left the project patched .*"
+                       r"harness\.backends\.onnxruntime\.OnnxRuntimeBackend\.reports_compute_time"):
+        run_suite("--models=efficient3dcnn", "--collect-only", plugin=LEAKING_PATCH)
+    assert OnnxRuntimeBackend.__dict__.get("reports_compute_time") == declared
