@@ -17,7 +17,10 @@ def _shape(value_info) -> list[int]:
 
 def gflops_per_sample(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]],
                       cache_dir: Path | None = None) -> float:
-    """2 x multiply-adds of Conv, ConvTranspose, MatMul and Gemm at batch size 1.
+    """2 x multiply-adds of Conv, ConvTranspose, MatMul and Gemm at batch size 1; a convolution's
+    kernel taps that fall on zero padding are left out (no runtime multiplies them, and on the
+    smoke profile's small maps they are up to half of the taps: counted, the rate a runtime reaches
+    read above the device's peak).
 
     Other ops (activations, pooling, resampling) are memory-bound and left out, as FLOP counts
     in papers and ModelZoo tables usually do. With ``cache_dir`` the count is an artifact like
@@ -50,20 +53,46 @@ def _count(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> float:
         if not out or 0 in out:
             continue
         if node.op_type in ("Conv", "ConvTranspose"):
-            weight = shapes.get(node.input[1])
-            if not weight:
-                continue
-            kernel = int(np.prod(weight[2:]))
-            # the weight shape already carries the per-group channel count
-            if node.op_type == "Conv":  # weight [Cout, Cin/g, k...]: every output element
-                macs += int(np.prod(out)) * weight[1] * kernel
-            else:  # weight [Cin, Cout/g, k...]: every input element scatters to Cout/g * k
-                inp = shapes.get(node.input[0])
-                if inp:
-                    macs += int(np.prod(inp)) * weight[1] * kernel
+            macs += _conv_macs(node, shapes, out)
         elif node.op_type in ("MatMul", "Gemm"):
             a = shapes.get(node.input[0])
             if a:
                 k = a[-1] if not (node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute)) else a[0]
                 macs += int(np.prod(out)) * k
     return 2.0 * macs / 1e9
+
+
+def _conv_macs(node, shapes: dict, out: list[int]) -> int:
+    """Multiply-adds of a Conv (every output element gathers its taps) or a ConvTranspose (every
+    input element scatters to its taps), over the taps that read or write inside the tensor."""
+    weight, inp = shapes.get(node.input[1]), shapes.get(node.input[0])
+    if not weight or not inp:
+        return 0
+    kernel = weight[2:]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    strides = attributes.get("strides") or [1] * len(kernel)
+    dilations = attributes.get("dilations") or [1] * len(kernel)
+    gather = node.op_type == "Conv"
+    steps, bounds = (out[2:], inp[2:]) if gather else (inp[2:], out[2:])
+    begins = _pad_begins(attributes, steps, bounds, kernel, strides, dilations)
+    pairs = np.prod([_taps_inside(*axis) for axis in zip(steps, bounds, kernel, strides, dilations, begins)])
+    # the weight shape carries the per-group channel count: Conv [Cout, Cin/g, k...], ConvTranspose [Cin, Cout/g, k...]
+    return int((out[0] * out[1] if gather else inp[0] * inp[1]) * weight[1] * pairs)
+
+
+def _pad_begins(attributes: dict, steps, bounds, kernel, strides, dilations) -> list[int]:
+    """The padding before each spatial axis: ``pads``, or what ``auto_pad`` SAME_* adds."""
+    auto_pad = attributes.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad.startswith("SAME"):
+        totals = [max(0, (n - 1) * s + (k - 1) * d + 1 - b)
+                  for n, b, k, s, d in zip(steps, bounds, kernel, strides, dilations)]
+        return [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    return list(attributes.get("pads") or [0] * 2 * len(kernel))[:len(kernel)]
+
+
+def _taps_inside(steps: int, bound: int, kernel: int, stride: int, dilation: int, begin: int) -> int:
+    """(position, tap) pairs of one axis whose element ``position*stride - begin + tap*dilation``
+    lies in [0, bound): in the input for a Conv, in the output for a ConvTranspose."""
+    at = np.arange(steps)[:, None] * stride - begin + np.arange(kernel)[None, :] * dilation
+    return int(((at >= 0) & (at < bound)).sum())
