@@ -83,8 +83,9 @@ def pytest_configure(config):
         session = real_open(self, artifact, shapes)
         patch(session, {{}})
         return session
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setattr(ort_backend.OnnxRuntimeBackend, "open", patched_open)
 '''
 
@@ -149,9 +150,15 @@ def _restore(namespace, name: str, value) -> str:
     """Put ``value`` back as ``namespace``'s ``name`` (remove the name where it was absent);
     return what was restored, named."""
     if isinstance(namespace, dict):
-        namespace.pop(name) if value is _ABSENT else namespace.__setitem__(name, value)
+        if value is _ABSENT:
+            del namespace[name]
+        else:
+            namespace[name] = value
         return f"the registered model {name}"
-    delattr(namespace, name) if value is _ABSENT else setattr(namespace, name, value)
+    if value is _ABSENT:
+        delattr(namespace, name)
+    else:
+        setattr(namespace, name, value)
     if isinstance(namespace, type):
         return f"{namespace.__module__}.{namespace.__qualname__}.{name}"
     return f"{namespace.__name__}.{name}"
@@ -171,8 +178,8 @@ def _run_in_process(pytester, args: list[str]):
              and not (name.startswith("__") and name.endswith("__"))]
     left = [_restore(*entry) for entry in changed + added]
     if left:
-        pytest.fail(f"the sandboxed run left the project patched (undo it through config.add_cleanup in the "
-                    f"plugin): {', '.join(left)}")
+        pytest.fail(f"the sandboxed run left the project patched (patch through fakes.sandbox_patch."
+                    f"patch_for_the_run in the plugin): {', '.join(left)}")
     return result
 
 
@@ -182,7 +189,7 @@ def run_suite(pytester, suite_cache, monkeypatch):
 
     ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
     ``plugin`` is the source of a pytest plugin loaded with ``-p`` (a deliberately broken backend,
-    dataset or option; what it patches it undoes through ``config.add_cleanup``); ``project``
+    dataset or option; it patches through ``fakes.sandbox_patch.patch_for_the_run``); ``project``
     another copy of the project (a sandbox with a new model), run in a subprocess since its
     modules share this one's names; the result carries ``.results`` (the run's results.json, or
     None) besides pytester's ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).

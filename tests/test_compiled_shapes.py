@@ -77,8 +77,9 @@ def pytest_configure(config):
     def ov_compile(self, onnx_path, input_shapes, out_path, spec):
         return real_ov_compile(self, onnx_path, batch_one(input_shapes), out_path, spec)
 
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     for backend, compile in ((OnnxRuntimeBackend, ort_compile), (OpenVinoBackend, ov_compile)):
         real_key = backend.compile_key
         undo.setattr(backend, "compile_key",

@@ -108,8 +108,9 @@ def pytest_configure(config):
     tables = {{**spec.reference_fps, "T4": {{**spec.reference_fps["T4"], 1: "oom"}}}}
     def failing_open(self, artifact, shapes):
         raise {error}
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setitem(registry._REGISTRY, "efficient3dcnn", dataclasses.replace(spec, reference_fps=tables))
     undo.setattr(ort_backend.OnnxRuntimeBackend, "open", failing_open)
 '''
@@ -221,8 +222,9 @@ def pytest_configure(config):
         faulty = Path(tempfile.mkdtemp()) / "faulty.onnx"
         onnx.save(model, str(faulty))
         return real_open(self, faulty, shapes)
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setattr(ort_backend.OnnxRuntimeBackend, "open", faulty_open)
 '''
 
@@ -272,8 +274,9 @@ def pytest_configure(config):
         "reference_pass": lambda spec, *a: spec.name,
         "deployed_pass": lambda spec, profile, session, bs, *a: f"{spec.name}/{a[-1].root.name}",
     }
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     for name, key in keys.items():
         real = getattr(stages, name)
         def counted(*args, _real=real, _name=name, _key=key):
@@ -389,8 +392,9 @@ def pytest_configure(config):
     spec = registry.get("efficient3dcnn")
     known = KnownFailure({declared}, "the runtime's Conv3d kernel crashes (issue #123)", backend="onnxruntime",
                          precision="fp32", batch_size=1)
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setitem(registry._REGISTRY, "efficient3dcnn", dataclasses.replace(spec, known_failures=(known,)))
     if {raised} is not None:
         def failing_open(self, artifact, shapes):

@@ -40,8 +40,9 @@ def pytest_configure(config):
     from harness.backends import onnxruntime as ort_backend
     from harness.peak import Peak
 
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setattr(ort_backend.OnnxRuntimeBackend, "peak",
                  lambda self, precision, cache_dir=None: Peak("a device", precision, 0.001, "a wrong table"))
 '''
@@ -118,8 +119,9 @@ import pytest
 def pytest_configure(config):
     from harness.backends import onnxruntime as ort_backend
 
-    undo = pytest.MonkeyPatch()
-    config.add_cleanup(undo.undo)
+    from fakes.sandbox_patch import patch_for_the_run
+
+    undo = patch_for_the_run(config)
     undo.setattr(ort_backend.OnnxRuntimeBackend, "reports_compute_time", True)  # its sessions report none
 '''
 
