@@ -40,6 +40,7 @@ import numpy as np
 
 from harness import cache_budget, stages
 from harness.registry import all_specs, get
+from harness.runstate import RunState
 from harness.samples_cache import SampleCache
 
 
@@ -54,13 +55,13 @@ def build_dataset(model: str, profile: str, where: Path, items: int) -> Path:
 
 
 def open_cached(model: str, profile: str, root: Path, cache_dir: Path | None, workers: int,
-                limit: int | None = None):
+                limit: int | None = None, state: RunState | None = None):
     spec = get(model)
     dataset = spec.open_dataset(root, spec.profile(profile), spec.protocol_for(profile), limit, True)
     cache = None
     if cache_dir is not None:
         cache = SampleCache(cache_dir / "samples" / model, stages.sample_cache_key(spec, profile), cache_dir)
-    return dataset.preprocessed(cache, workers)
+    return dataset.preprocessed(cache, workers, state)
 
 
 def _float32_bytes(sample) -> int:
@@ -126,16 +127,17 @@ def over_budget_pass(model: str, profile: str, root: Path, work: Path, workers: 
     cache_dir = work / f"over_{workers}"
     shutil.rmtree(cache_dir, ignore_errors=True)
     list(open_cached(model, profile, root, None, workers, limit=workers))  # the pool started, not timed
-    budget = cache_budget.configure(cache_dir, int(share * stored))
-    dataset = open_cached(model, profile, root, cache_dir, workers)
+    state = RunState.start(cache_dir, int(share * stored))
+    budget = state.budget
+    dataset = open_cached(model, profile, root, cache_dir, workers, state=state)
     seconds, samples, ids = timed_pass(dataset)
-    cold = dict(vars(dataset.this_pass))
+    cold = dataset.this_pass.as_dict()
     warm_seconds, _, warm_ids = timed_pass(dataset)
     expected = [s.id for s in open_cached(model, profile, root, None, workers)]
     return {"workers": workers, "items": dataset.read, "stored_bytes_all_items": stored,
             "budget_bytes": budget.budget, "cache_bytes_after": cache_budget.scan(cache_dir).total,
             "cold": {**cold, "seconds": seconds, "items_per_s": dataset.read / seconds},
-            "second": {**vars(dataset.this_pass), "seconds": warm_seconds, "items_per_s": dataset.read / warm_seconds},
+            "second": {**dataset.this_pass.as_dict(), "seconds": warm_seconds, "items_per_s": dataset.read / warm_seconds},
             "same_samples_in_order": ids == warm_ids == expected}
 
 

@@ -30,10 +30,13 @@ import shutil
 import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from harness import cache_budget
 from harness.cache_budget import pid_alive
+
+if TYPE_CHECKING:
+    from harness.runstate import RunState
 
 # The repository root: source_hash follows imports only into files under it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +45,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _TEMPORARY = re.compile(r"^\.(?P<key>[0-9a-f]{24})\.tmp(?P<pid>\d+)")
 
 # Artifacts built by this process's run, for the report ("a warm rerun converts nothing").
-BUILT: list[str] = []
 
 
 def content_key(parts: Mapping[str, Any]) -> str:
@@ -144,12 +146,15 @@ def build_once(
     parts: Mapping[str, Any],
     build: Callable[[Path], None],
     suffix: str = "",
+    state: "RunState | None" = None,
 ) -> Path:
     """Return the cached artifact for ``parts``, calling ``build(tmp_path)`` only if absent.
 
     ``build`` writes a file or a directory at the path it is given. The artifact is pinned for
     this process's life (the session uses what it asked for); a full disk raises
-    :class:`~harness.cache_budget.CacheDiskFull` naming the cache and its budget.
+    :class:`~harness.cache_budget.CacheDiskFull` naming the cache and its budget. A build is
+    tallied in, and charged to the budget of, the run's ``state`` (:class:`harness.runstate.RunState`);
+    without one (a script, a measurement) it is charged to a budget of the cache's own.
     """
     key = content_key(parts)
     final = Path(cache_dir) / kind / f"{key}{suffix}"
@@ -161,7 +166,7 @@ def build_once(
         if cache_budget.pin(final):  # another worker built it while this one waited
             cache_budget.touch(final)
             return final
-        budget = cache_budget.budget_of(cache_dir)
+        budget = state.budget if state is not None else cache_budget.CacheBudget(Path(cache_dir).resolve())
         sidecar = final.parent / f"{key}.key.json"
         try:
             # the key first: an artifact under its final name always has its key beside it
@@ -174,7 +179,8 @@ def build_once(
                 raise budget.disk_full(err, f"{kind}/{final.name}") from err
             raise
         cache_budget.pin(final)
-    BUILT.append(f"{kind}/{final.name}")
+    if state is not None:
+        state.built.append(f"{kind}/{final.name}")
     budget.charge(tree_size(final))
     return final
 

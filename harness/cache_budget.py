@@ -349,29 +349,3 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-_BUDGETS: dict[Path, CacheBudget] = {}
-
-
-def configure(cache_dir: Path, limit: int | None) -> CacheBudget:
-    """The run's budget for ``cache_dir`` (--cache-budget; None: the default)."""
-    key = Path(cache_dir).resolve()
-    current = _BUDGETS.get(key)
-    if current is None or current.limit != limit and limit is not None:
-        current = _BUDGETS[key] = CacheBudget(key, limit)
-    return current
-
-
-def start_run(cache_dir: Path, limit: int | None) -> CacheBudget:
-    """A new run's budget for ``cache_dir``, as in a new process: what an earlier run in this
-    process saw and evicted is forgotten, the cache is scanned again and the run's working set
-    starts now."""
-    _BUDGETS.clear()
-    return configure(cache_dir, limit)
-
-
-def budget_of(cache_dir: Path) -> CacheBudget:
-    """The budget of ``cache_dir`` in this process (the default one unless configured)."""
-    key = Path(cache_dir).resolve()
-    return _BUDGETS.get(key) or configure(key, None)

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from video_model_conformance import DEFAULT_CACHE_DIR, DEFAULT_FPS_REGRESSION, DEFAULT_REPORT_DIR
+from harness.defaults import DEFAULT_CACHE_DIR, DEFAULT_FPS_REGRESSION, DEFAULT_REPORT_DIR
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RunConfig:
     fps_regression: float = DEFAULT_FPS_REGRESSION  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
+    latest: bool = False  # make this run reports/latest even when it is partial (--limit, -k, --models, ...)
 
     @property
     def device(self) -> int:

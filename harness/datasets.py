@@ -21,6 +21,7 @@ stored, so a dataset larger than the budget is read correctly, its first items f
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tqdm import tqdm
 
 from harness import cache, cache_budget, samples_cache
+from harness.runstate import PassCounts, RunState
 from harness.samples_cache import SampleCache
 from harness.spec import DatasetLayoutError, Sample
 
@@ -50,48 +52,18 @@ class ItemUnreadable(Exception):
     """Raised by a reader's ``load`` when one item cannot be read; recorded, not fatal."""
 
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """One pool per worker count, kept for the process: later passes find it started.
+    """One pool per worker count, kept for the process (a resource of the process, not of a run:
+    it holds no tally): later passes and later runs in the process find it started.
 
     forkserver, not fork: the parent holds runtime thread pools (PyTorch, ONNX Runtime,
     OpenVINO) that a forked child would inherit mid-state.
     """
-    if workers not in _POOLS:
-        _POOLS[workers] = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("forkserver"),
-            initializer=samples_cache.init_worker)
-    return _POOLS[workers]
-
-
-@atexit.register
-def _close_pools() -> None:
-    for pool in _POOLS.values():
-        pool.shutdown(cancel_futures=True)
-    _POOLS.clear()
-
-
-@dataclass
-class PassCounts:
-    """Items of one or more passes: how each was served."""
-
-    decoded: int = 0  # decoded by a reader (not found in the cache)
-    from_cache: int = 0  # read from the cache
-    kept: int = 0  # decoded and stored in the cache
-    not_kept: int = 0  # decoded and served without being stored: the budget had no room
-
-    def add(self, other: "PassCounts") -> None:
-        for name in vars(self):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def clear(self) -> None:
-        for name in vars(self):
-            setattr(self, name, 0)
-
-
-SERVED = PassCounts()  # every pass of every dataset in this process's run, for the run's summary line
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=samples_cache.init_worker)
+    atexit.register(pool.shutdown, cancel_futures=True)
+    return pool
 
 
 class IndexedDataset:
@@ -112,6 +84,7 @@ class IndexedDataset:
         self.generated = generated
         self.cache: SampleCache | None = None
         self.budget: cache_budget.CacheBudget | None = None
+        self.served: PassCounts | None = None  # the run's tally every pass adds to
         self.workers = 0
         self.read: int = 0
         self.samples: int = 0
@@ -132,12 +105,16 @@ class IndexedDataset:
         """A sample in its stored form -> what the network takes (the reader's float step)."""
         return self._finish_sample(sample) if self._finish_sample is not None else sample
 
-    def preprocessed(self, cache: SampleCache | None, workers: int | None = None) -> "IndexedDataset":
+    def preprocessed(self, cache: SampleCache | None, workers: int | None = None,
+                     state: RunState | None = None) -> "IndexedDataset":
         """Decode with ``workers`` processes (default: every core; 0: in this process) ahead of
-        the consumer, storing each item's samples in ``cache`` (None: no cache) within the budget
-        of its cache directory. Returns self."""
+        the consumer, storing each item's samples in ``cache`` (None: no cache) within the run's
+        budget (``state``; without a run, a budget of the cache's own), every pass tallied in the
+        run's ``state``. Returns self."""
         self.cache = cache
-        self.budget = cache_budget.budget_of(cache.cache_dir) if cache is not None else None
+        if cache is not None:
+            self.budget = state.budget if state is not None else cache_budget.CacheBudget(Path(cache.cache_dir).resolve())
+        self.served = state.served if state is not None else None
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         return self
 
@@ -156,10 +133,10 @@ class IndexedDataset:
                 pending.append((item, *self._start(item)))
                 while pending and (len(pending) >= ahead or not isinstance(pending[0][2], Future)
                                    or pending[0][2].done()):
-                    yield from self._finish(*pending.popleft())
+                    yield from self._yield_item(*pending.popleft())
                     progress.update()
             while pending:
-                yield from self._finish(*pending.popleft())
+                yield from self._yield_item(*pending.popleft())
                 progress.update()
         finally:
             for _, entry, state in pending:
@@ -170,7 +147,8 @@ class IndexedDataset:
                     self.budget.release(self._reserved.pop(entry, 0))
             progress.close()
             self.total.add(self.this_pass)
-            SERVED.add(self.this_pass)
+            if self.served is not None:
+                self.served.add(self.this_pass)
 
     def _start(self, item: Item) -> tuple[Path | None, str | Future]:
         """(entry, state): missing, already stored (and pinned until read), or submitted for
@@ -206,12 +184,13 @@ class IndexedDataset:
         sizes = self._entry_bytes[-20:]
         return sum(sizes) // len(sizes) if sizes else 0
 
-    def _finish(self, item: Item, entry: Path | None, state: str | Future) -> Iterator[Sample]:
-        if state == "missing":
+    def _yield_item(self, item: Item, entry: Path | None, started: str | Future) -> Iterator[Sample]:
+        """One queued item's samples, each in the network's form (or the item counted missing or failed)."""
+        if started == "missing":
             self.missing.append(item.id)
             return
         try:
-            produced = self._served(item, entry, state)
+            produced = self._served(item, entry, started)
         except ItemUnreadable as err:
             self.failed[item.id] = str(err)
             return
@@ -277,8 +256,8 @@ class IndexedDataset:
             "read": self.read,
             "samples": self.samples,
             "passes": self.passes,
-            **vars(self.total),
-            "this_pass": dict(vars(self.this_pass)),
+            **self.total.as_dict(),
+            "this_pass": self.this_pass.as_dict(),
             "cache": self.budget.report() if self.budget is not None else None,
             "missing": len(self.missing),
             "missing_names": self.missing[:20],

@@ -26,9 +26,23 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def machine() -> str:
+    """What keeps CPU figures apart: the CPU model and the machine's core count. The cores a run
+    may use (``taskset``, a container's CPU set) are recorded beside it, not in it: a run held to
+    fewer cores is the same machine running slower, and its pin says so."""
+    return f"{cpu_name()}, {os.cpu_count()} cores"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def environment() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
-            "cpu": cpu_name(), "cores": os.cpu_count()}
+            "cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable_cores()}
     for module in ("torch", "onnx", "numpy", "onnxruntime", "onnxsim", "openvino", "cv2", "av"):
         info[module] = version(module)
     return info

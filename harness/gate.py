@@ -5,55 +5,71 @@ accepted; judged against them, a slow drift adds up and goes red once it leaves 
 last night is the second comparison: beside a row's pin it is a noted finding that fails
 nothing; for a row without a pin (reported as such), and without ``--references``, it is the gate.
 
-One comparison, :func:`compare_row`, judges a row's gated figures (results.json format 2: the
-record's ``figures``, kind ``accuracy`` with its absolute band, kind ``speed`` with the relative
-``--fps-regression``) against one other record or pin; :class:`Baseline` composes the two
-comparisons, and :func:`compare_runs` adds what only a whole run shows (rows missing from it):
+One comparison, :func:`compare_row`, judges a row's gated figures (kind ``accuracy`` with its
+absolute band, kind ``speed`` with the relative ``--fps-regression``) against one other row or
+pin; :class:`Baseline` composes the two comparisons and the row's own verdict, and
+:func:`compare_runs` adds what only a whole run shows (pinned rows missing from it):
 
     python -m harness.gate reports/latest/results.json --references references/pinned.yaml \\
         [--baseline reports/<last-night>/results.json] [--fps-regression 0.3 --fps-regression Ascend310P3=0.1]
 
-Exit status: 0 pass, 1 a row regressed, is missing, errored or cannot be compared (each named),
-2 nothing was comparable, a file could not be read, or the command was misused.
+Exit status: 0 pass, 1 a row regressed, is missing, errored, is red on its own verdict or cannot
+be compared (each named), 2 nothing was gated (nothing pinned yet, or nothing comparable), a
+file could not be read, or the command was misused.
 """
 from __future__ import annotations
 
 import argparse
 import enum
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness import references as refs
-from harness.records import Run, load_run, row_name
-from harness.references import gated_figures
-from harness.results import finite
-from video_model_conformance import DEFAULT_FPS_REGRESSION
-
-PINNED, BASELINE = "pinned", "baseline"  # what a finding was judged against
+from harness.defaults import DEFAULT_FPS_REGRESSION
+from harness.figures import Figure, FigureKind, FindingKind, finite
+from harness.records import Row, RowKey, Run, Status, load_run
 
 
-class Kind(enum.Enum):
+class Against(str, enum.Enum):
+    """What a finding was judged against."""
+    PINNED = "pinned"
+    BASELINE = "baseline"
+
+    @property
+    def words(self) -> str:
+        return "the pinned reference" if self is Against.PINNED else "the baseline"
+
+
+class Kind(str, enum.Enum):
     REGRESSION = "regression"
     IMPROVEMENT = "improvement"  # outside the band in the good direction: the reference needs a look
     WITHIN = "within"  # compared and inside the band
     MISSING = "missing"
+    ABSENT = "absent"  # a pinned backend with no row in this run at all (a job that did not report)
+    NOT_ASKED = "not asked"  # pinned rows this run was not asked to run (another model, batch size, backend)
     ERRORED = "errored"
+    RED = "red"  # the row's own verdict failed, whatever its figures
     NOT_COMPARABLE = "not comparable"
     NO_REFERENCE = "no pinned reference"  # reported; a new row is pinned by an explicit update
+    PIN_ELSEWHERE = "pin does not apply"  # pinned on another machine, soc, profile or weights: named
 
     @property
     def failing(self) -> bool:
-        return self not in (Kind.IMPROVEMENT, Kind.WITHIN, Kind.NO_REFERENCE)
+        return self in (Kind.REGRESSION, Kind.MISSING, Kind.ERRORED, Kind.RED, Kind.NOT_COMPARABLE)
+
+    @property
+    def compared(self) -> bool:
+        return self in (Kind.REGRESSION, Kind.IMPROVEMENT, Kind.WITHIN)
 
 
 @dataclass(frozen=True)
-class Finding:
+class GateFinding:
     kind: Kind
     row: str  # 'model/backend/precision/bsN'
     what: str  # a figure 'part/name', or 'row'
     detail: str  # the figures and the rule they were judged by, or why nothing was compared
-    against: str = BASELINE  # PINNED or BASELINE
+    against: Against = Against.BASELINE
     binding: bool = True  # False: a noted finding (the last night beside the pins), failing nothing
 
     @property
@@ -61,102 +77,110 @@ class Finding:
         return self.binding and self.kind.failing
 
     @property
-    def reference(self) -> str:
-        """What the finding was judged against, in words."""
-        return "the pinned reference" if self.against == PINNED else "the baseline"
-
-    @property
     def compared(self) -> bool:
-        return self.kind in (Kind.REGRESSION, Kind.IMPROVEMENT, Kind.WITHIN)
+        return self.binding and self.kind.compared
 
     def __str__(self) -> str:
         return f"{self.kind.value.upper()} {self.row} {self.what}: {self.detail}"
 
+    def as_dict(self) -> dict:
+        """As a row keeps it (results.json's ``gate`` list); ``part`` lets parts of a row merge."""
+        return {**asdict(self), "kind": self.kind.value, "against": self.against.value,
+                "part": self.what.split("/")[0]}
 
-def _reason(record: dict) -> str:
-    error = record.get("error")
-    if isinstance(error, dict):
-        return ": ".join(str(error[k]) for k in ("type", "message") if error.get(k)) or "errored (no reason recorded)"
-    return record.get("reason") or "errored (no reason recorded)"
+    @classmethod
+    def from_dict(cls, data: dict) -> "GateFinding":
+        return cls(Kind(data["kind"]), data["row"], data["what"], data["detail"], Against(data["against"]),
+                   bool(data["binding"]))
 
 
-def _signed(change: float, digits: str = ".3g") -> str:
-    return f"{change:+{digits}}"
+def findings_of(row: Row) -> list[GateFinding]:
+    """The gate's findings a row keeps (the in-run gate wrote them)."""
+    return [GateFinding.from_dict(f) for f in row.gate]
 
 
-def _compare_figure(row: str, name: str, now: dict | None, then: dict | None, fps_fraction: float,
-                    against: str, source: str) -> Finding | None:
-    now_value = finite((now or {}).get("value"))
-    then_value = finite((then or {}).get("value"))
+def _compare_speed(now: Figure, then: Figure, fps_fraction: float) -> tuple[Kind, str]:
+    now_value, then_value = finite(now.value), finite(then.value)
+    if not then_value > 0 or not now_value > 0:
+        return Kind.NOT_COMPARABLE, "a speed needs a positive figure on both sides"
+    change = now_value / then_value - 1
+    gain = change if now.higher_is_better else -change
+    kind = Kind.REGRESSION if gain < -fps_fraction else Kind.IMPROVEMENT if gain > fps_fraction else Kind.WITHIN
+    return kind, f"({change:+.1%}, allowed {'drop' if now.higher_is_better else 'rise'} {fps_fraction:.0%})"
+
+
+def _compare_accuracy(now: Figure, then: Figure) -> tuple[Kind, str]:
+    tolerance = finite(now.tolerance)
+    tolerance = finite(then.tolerance) if tolerance is None else tolerance
+    if tolerance is None:
+        return Kind.NOT_COMPARABLE, "no finite tolerance on either side"
+    change = finite(now.value) - finite(then.value)
+    gain = change if now.higher_is_better else -change
+    kind = Kind.REGRESSION if gain < -tolerance else Kind.IMPROVEMENT if gain > tolerance else Kind.WITHIN
+    return kind, f"({change:+.3g}{now.unit}, tolerance ±{tolerance:g})"
+
+
+def _compare_figure(row: str, name: str, now: Figure | None, then: Figure | None, fps_fraction: float,
+                    against: Against, source: str) -> GateFinding | None:
+    now_value = finite(now.value) if now else None
+    then_value = finite(then.value) if then else None
     if now_value is None and then_value is None:
         return None  # neither side has the figure (a metric without samples in both)
     if then_value is None:
-        side = "no pinned value: pin it with `python -m harness.references update`" if against == PINNED \
-            else f"the baseline has {(then or {}).get('value', 'no figure')!r}"
-        return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g}, {side}{source}", against)
+        side = "no pinned value: pin it with `python -m harness.references update`" if against is Against.PINNED \
+            else ("the baseline has no such figure" if then is None else f"the baseline has {then.value!r}")
+        return GateFinding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g}, {side}{source}", against)
     if now is None:
-        return Finding(Kind.MISSING, row, name, f"{against} {then_value:.6g}, this run has no figure{source}", against)
+        return GateFinding(Kind.MISSING, row, name, f"{against.value} {then_value:.6g}, this run has no figure{source}",
+                           against)
     if now_value is None:
-        return Finding(Kind.NOT_COMPARABLE, row, name,
-                       f"this run {now.get('value')!r} vs {against} {then_value:.6g}: "
-                       f"a figure on one side only cannot be compared{source}", against)
-    unit = now.get("unit") or then.get("unit") or ""
-    higher_is_better = now.get("higher_is_better", then.get("higher_is_better", True))
-    if (now.get("kind") or then.get("kind")) == "speed":
-        change = now_value / then_value - 1 if then_value > 0 else float("nan")
-        if not then_value > 0 or not now_value > 0:
-            return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g} vs {against} {then_value:.6g}: "
-                                                           f"a speed needs a positive figure on both sides{source}", against)
-        gain = change if higher_is_better else -change
-        kind = Kind.REGRESSION if gain < -fps_fraction else Kind.IMPROVEMENT if gain > fps_fraction else Kind.WITHIN
-        return Finding(kind, row, name, f"{now_value:.4g} {unit} vs {against} {then_value:.4g} ({change:+.1%}, "
-                                        f"allowed {'drop' if higher_is_better else 'rise'} {fps_fraction:.0%}){source}",
-                       against)
-    tolerance = finite(now.get("tolerance"))
-    tolerance = finite(then.get("tolerance")) if tolerance is None else tolerance
-    if tolerance is None:
-        return Finding(Kind.NOT_COMPARABLE, row, name, f"this run {now_value:.6g} vs {against} {then_value:.6g}: "
-                                                       f"no finite tolerance on either side{source}", against)
-    change = now_value - then_value
-    gain = change if higher_is_better else -change
-    kind = Kind.REGRESSION if gain < -tolerance else Kind.IMPROVEMENT if gain > tolerance else Kind.WITHIN
-    return Finding(kind, row, name, f"{now_value:.6g}{unit} vs {against} {then_value:.6g}{unit} "
-                                    f"({_signed(change)}{unit}, tolerance ±{tolerance:g}){source}", against)
+        return GateFinding(Kind.NOT_COMPARABLE, row, name, f"this run {now.value!r} vs {against.value} {then_value:.6g}: "
+                                                           f"a figure on one side only cannot be compared{source}", against)
+    speed = FigureKind.SPEED in (now.kind, then.kind)
+    kind, rule = _compare_speed(now, then, fps_fraction) if speed else _compare_accuracy(now, then)
+    if kind is Kind.NOT_COMPARABLE:
+        return GateFinding(kind, row, name, f"this run {now_value:.6g} vs {against.value} {then_value:.6g}: {rule}{source}",
+                           against)
+    unit = now.unit or then.unit
+    shown = f"{now_value:.4g} {unit} vs {against.value} {then_value:.4g}" if speed else \
+        f"{now_value:.6g}{unit} vs {against.value} {then_value:.6g}{unit}"
+    return GateFinding(kind, row, name, f"{shown} {rule}{source}", against)
 
 
-def compare_row(key: tuple, current: dict | None, baseline: dict | None, fps_fraction: float,
-                against: str = BASELINE, parts: set[str] | None = None, source: str = "") -> list[Finding]:
-    """Every finding for one row: ``current`` is this run's record (or the part of it a test
-    holds), ``baseline`` the record or pinned entry it is judged against, None where there is
-    none. Only figures of ``parts`` are judged; by default the parts ``current`` has figures of
-    (a test holding only the accuracy part compares only that), :func:`compare_runs` passes
-    every part so that a part missing from the row fails.
+def compare_row(current: Row | None, baseline: Row | None, fps_fraction: float, against: Against = Against.BASELINE,
+                parts: set[str] | None = None, source: str = "") -> list[GateFinding]:
+    """Every finding for one row: ``current`` is this run's row (or the part of it a test holds),
+    ``baseline`` the row or pin it is judged against, None where there is none. Only figures of
+    ``parts`` are judged; by default the parts ``current`` has figures of (a test holding only
+    the accuracy part compares only that), :func:`compare_runs` passes every part so that a part
+    missing from the row fails.
 
-    Fails (see :attr:`Finding.failing`) a row missing from this run, an errored row, an out-of-
-    memory row the baseline ran, a figure that left its band, a figure present on one side and
+    Fails (see :attr:`GateFinding.failing`) a row missing from this run, an errored row, an out-
+    of-memory row the baseline ran, a figure that left its band, a figure present on one side and
     absent or not finite on the other, and a row run at other shapes than the baseline's. Rows
     out of memory on both sides (the seeds' expected rows) are fine."""
-    row = row_name(key)
     if current is None:
-        return [] if baseline is None else [Finding(Kind.MISSING, row, "row", f"in the {against} rows, not in this run{source}", against)]
-    if current.get("status") == "error":
-        return [Finding(Kind.ERRORED, row, "row", _reason(current), against)]
+        return [] if baseline is None else [GateFinding(Kind.MISSING, baseline.key.name, "row",
+                                                        f"in the {against.value} rows, not in this run{source}", against)]
+    row = current.key.name
+    if current.status is Status.ERROR:
+        return [GateFinding(Kind.ERRORED, row, "row", current.error, against)]
     if baseline is None:
         return []  # a new row: nothing to compare it with
-    now_oom, then_oom = current.get("status") == "oom", baseline.get("status") == "oom"
+    now_oom, then_oom = current.status is Status.OOM, baseline.status is Status.OOM
     if now_oom or then_oom:
         if now_oom and then_oom:
             return []
         if now_oom:
-            return [Finding(Kind.ERRORED, row, "row", f"out of memory ({_reason(current)}); the {against} row ran", against)]
-        return [Finding(Kind.IMPROVEMENT, row, "row", f"ran; the {against} row was out of memory", against)]
-    if baseline.get("status") == "error":
+            return [GateFinding(Kind.ERRORED, row, "row", f"out of memory ({current.error}); the {against.value} row ran",
+                                against)]
+        return [GateFinding(Kind.IMPROVEMENT, row, "row", f"ran; the {against.value} row was out of memory", against)]
+    if baseline.status is Status.ERROR:
         return []  # nothing to compare against; this run's row stands on its own verdicts
-    now_profile, then_profile = current.get("profile"), baseline.get("profile")
-    if now_profile and then_profile and now_profile != then_profile:
-        return [Finding(Kind.NOT_COMPARABLE, row, "row",
-                        f"run at {now_profile} profile shapes, the {against} row at {then_profile}", against)]
-    now, then = gated_figures(current), gated_figures(baseline)
+    if current.key.profile and baseline.key.profile and current.key.profile != baseline.key.profile:
+        return [GateFinding(Kind.NOT_COMPARABLE, row, "row", f"run at {current.key.profile} profile shapes, the "
+                                                             f"{against.value} row at {baseline.key.profile}", against)]
+    now, then = current.gated, baseline.gated
     judged = parts if parts is not None else {name.split("/")[0] for name in now}
     findings = []
     for name in sorted(set(now) | set(then)):
@@ -165,6 +189,24 @@ def compare_row(key: tuple, current: dict | None, baseline: dict | None, fps_fra
             if finding is not None:
                 findings.append(finding)
     return findings
+
+
+def _own_verdict(current: Row) -> list[GateFinding]:
+    """A row red on its own verdict is red in the gate, even with every figure inside its pin."""
+    if current.status is not Status.FAIL:
+        return []
+    failures = [str(f) for f in current.findings_of(FindingKind.FAILURE)]
+    return [GateFinding(Kind.RED, current.key.name, "row", "its own verdict is fail: " + "; ".join(failures[:3])
+                        + (f" ... and {len(failures) - 3} more" if len(failures) > 3 else ""), Against.PINNED)]
+
+
+def _weights_differ(current: Row, pin: refs.Pin, header: dict) -> str:
+    """'' when the pin's weights are this row's, else what differs (a pin from other weights
+    does not apply: its figures measured another network)."""
+    if not current.part("weights"):
+        return ""
+    now = refs.provenance(current, header)["weights"]
+    return "" if now == pin.taken_from["weights"] else f"weights {pin.taken_from['weights']} -> {now}"
 
 
 @dataclass(frozen=True)
@@ -177,37 +219,55 @@ class Baseline:
     def __bool__(self) -> bool:
         return self.references is not None or self.last_night is not None
 
-    def judge(self, key: tuple, current: dict | None, fps_fraction: float, parts: set[str] | None = None,
-              pin: refs.Pin | None = None) -> list[Finding]:
-        """Every finding for one row of this run (``current``, None: missing from it)."""
+    def pin_of(self, current: Row, header: dict) -> tuple[refs.Pin | None, GateFinding | None]:
+        """The row's pin where one applies, else the finding that says why there is none."""
+        match = self.references.match(current.key)
+        pin, elsewhere = match.pin, match.why_not()
+        differs = _weights_differ(current, pin, header) if pin is not None else ""
+        if differs:
+            pin, elsewhere = None, f"pinned from {differs}"
+        if pin is not None or current.status in (Status.ERROR, Status.OOM):
+            return pin, None
+        if elsewhere:
+            return None, GateFinding(Kind.PIN_ELSEWHERE, current.key.name, "row",
+                                     f"{current.key.label}: {elsewhere}; treated as unpinned here", Against.PINNED)
+        return None, GateFinding(Kind.NO_REFERENCE, current.key.name, "row",
+                                 f"{current.key.label} has no pinned reference in {self.references.path}; pin it with "
+                                 "`python -m harness.references update`", Against.PINNED)
+
+    def judge(self, current: Row | None, fps_fraction: float, parts: set[str] | None = None,
+              pin: refs.Pin | None = None, header: dict | None = None, own_verdict: bool = True,
+              key: RowKey | None = None) -> list[GateFinding]:
+        """Every finding for one row of this run (``current``; None: the pinned row ``pin`` or the
+        last night's row ``key`` is missing from it)."""
         findings = []
+        if current is not None and own_verdict:
+            findings += _own_verdict(current)
         if self.references is not None:
-            pin = self.references.get(current) if current is not None else pin
-            if pin is None and current is not None and current.get("status") not in ("error", "oom"):
-                findings.append(Finding(Kind.NO_REFERENCE, row_name(key), "row",
-                                        f"{refs.row_label(refs.row_key(current))} has no pinned reference in "
-                                        f"{self.references.path}; pin it with `python -m harness.references update`",
-                                        PINNED))
-            findings += compare_row(key, current, pin.entry if pin else None, fps_fraction, PINNED, parts,
+            if current is not None:
+                pin, why = self.pin_of(current, header or {})
+                findings += [why] if why else []
+            findings += compare_row(current, pin.row if pin else None, fps_fraction, Against.PINNED, parts,
                                     f"; {pin.provenance()}" if pin else "")
         if self.last_night is not None:
             noted = pin is not None  # a row without a pin is gated against the last night until pinned
-            for finding in compare_row(key, current, self.last_night.records.get(key), fps_fraction, BASELINE, parts):
-                if not (noted and finding.kind is Kind.ERRORED):  # said once, against the pin
+            last = self.last_night.row(current.key if current is not None else pin.key if pin else key)
+            for finding in compare_row(current, last, fps_fraction, Against.BASELINE, parts):
+                if not (noted and finding.kind in (Kind.ERRORED, Kind.MISSING)):  # said once, against the pin
                     findings.append(replace(finding, binding=not noted))
         return findings
 
-    def gate_result(self, key: tuple, record: dict, result, fps_fraction: float) -> dict:
+    def gate_result(self, record: dict, result, fps_fraction: float, header: dict | None = None) -> dict:
         """The in-run gate of one test's typed result (``record``: its row so far): failing
         findings fail ``result``, the others worth saying are its notes; returns what the row
-        keeps of the gate."""
-        found = self.judge(key, record, fps_fraction)
+        keeps of the gate. The row's own verdict is the test's, not judged twice here."""
+        found = self.judge(Row.of(record), fps_fraction, header=header, own_verdict=False)
         for finding in found:
             if finding.failing:
-                result.fail("gate", f"against {finding.reference}: {finding}")
+                result.fail("gate", f"against {finding.against.words}: {finding}")
             elif finding.kind is not Kind.WITHIN:
-                result.note("gate", f"against {finding.reference}{'' if finding.binding else ' (noted)'}: {finding}")
-        return {"gate": {result.part: findings_record(found)}}
+                result.note("gate", f"against {finding.against.words}{'' if finding.binding else ' (noted)'}: {finding}")
+        return {"gate": [f.as_dict() for f in found if f.kind is not Kind.WITHIN]}
 
 
 def load_baseline(last_night: Path | None = None, references: Path | None = None) -> Baseline:
@@ -216,25 +276,83 @@ def load_baseline(last_night: Path | None = None, references: Path | None = None
     return Baseline(refs.load(references) if references else None, load_run(last_night) if last_night else None)
 
 
+def _absent(current: Run, baseline: Baseline, judged_elsewhere: set[RowKey]) -> tuple[list[refs.Pin], list[GateFinding]]:
+    """The pins this run must show (their backend ran) and, per pinned backend with no row in
+    this run at all, one finding naming it: a job that did not report is named, not failed row
+    by row (the night's summary says which report is absent)."""
+    if baseline.references is None:
+        return [], []
+    ran = {key.backend for key in current.rows}
+    expected, absent = [], {}
+    for key, pin in baseline.references.pins.items():
+        if key in current.rows or key in judged_elsewhere:
+            continue
+        if key.backend in ran:
+            expected.append(pin)
+        else:
+            absent.setdefault(key.backend, []).append(key)
+    return expected, [GateFinding(Kind.ABSENT, backend, "rows", f"{len(keys)} pinned row(s) of {backend}, no row of it in "
+                                                                f"this run: {', '.join(k.name for k in keys[:5])}"
+                                                                + (" ..." if len(keys) > 5 else ""), Against.PINNED)
+                      for backend, keys in sorted(absent.items())]
+
+
+def unrun_pins(references: refs.References, ran: set[RowKey], asked: set[RowKey]) -> list[GateFinding]:
+    """The in-run gate's completeness: every pinned row the run was asked for (``asked``: its
+    models, batch sizes, backends, profile, soc and machine) but did not run is missing; the pins
+    it was not asked for are named in one line, not judged (the night gates them all)."""
+    missing = [pin for key, pin in references.pins.items() if key in asked and key not in ran]
+    others = [key for key in references.pins if key not in asked and key not in ran]
+    found = [GateFinding(Kind.MISSING, pin.key.name, "row", f"pinned ({pin.provenance()}) and asked for, but this run "
+                                                            "has no row of it", Against.PINNED) for pin in missing]
+    if others:
+        names = sorted(key.name for key in others)
+        found.append(GateFinding(Kind.NOT_ASKED, f"{len(others)} pinned row(s)", "rows",
+                                 "not asked in this run, so not gated here: " + ", ".join(names[:8])
+                                 + (f" ... and {len(names) - 8} more" if len(names) > 8 else ""), Against.PINNED))
+    return found
+
+
+def _run_otherwise(current: Run, gone: list[Row], baseline: Baseline) -> list[GateFinding]:
+    """A last-night row this run ran at another precision (or profile, soc, machine): named as
+    such, not as a missing row beside a new one; it cannot be compared (binding where the row
+    has no pin, noted beside one)."""
+    found = []
+    for then in gone:
+        now = next((r for r in current.rows.values() if r.key.model_row == then.key.model_row), None)
+        if now is not None:
+            found.append(GateFinding(Kind.NOT_COMPARABLE, now.key.name, "row",
+                                     "this run and the baseline ran it otherwise: " + "; ".join(now.key.differences(then.key))
+                                     + f" (the baseline row {then.key.name})", Against.BASELINE,
+                                     binding=baseline.references is None or baseline.references.match(now.key).pin is None))
+    return found
+
+
 def compare_runs(current: Run, baseline: Baseline, fps_fraction: float,
-                 soc_fractions: dict[str, float] | None = None) -> list[Finding]:
-    """Every row of this run, of its pins and of the last night through :meth:`Baseline.judge`,
-    every part judged. Pins are expected for the (backend, profile, soc) this run ran; a soc's
-    own allowed FPS drop comes from ``soc_fractions``."""
+                 soc_fractions: dict[str, float] | None = None) -> list[GateFinding]:
+    """Every row of this run, every pin and every row of the last night, every part judged
+    (:meth:`Baseline.judge`); a pinned row absent from a backend that ran is missing, a pinned
+    backend absent from the run is named. A soc's own allowed FPS drop comes from ``soc_fractions``."""
     soc_fractions = soc_fractions or {}
-    findings: list[Finding] = []
-    ran = {(r.get("backend"), r.get("profile"), r.get("soc")) for r in current.records.values()}
-    pins = {}
-    if baseline.references is not None:
-        pins = {key[:4]: pin for key, pin in baseline.references.pins.items() if (key[1], key[4], key[5]) in ran}
-    last = baseline.last_night.records if baseline.last_night is not None else {}
-    for key in sorted(set(current.records) | set(pins) | set(last), key=row_name):
-        record, pin = current.records.get(key), pins.get(key)
-        soc = (record or last.get(key) or {}).get("soc") or (pin.key[5] if pin else None)
-        parts = {name.split("/")[0] for source in (record, pin.entry if pin else None, last.get(key))
-                 if source for name in gated_figures(source)}
-        findings += baseline.judge(key, record, soc_fractions.get(soc, fps_fraction), parts, pin)
-    return findings
+    findings: list[GateFinding] = []
+    elsewhere = {p.key for row in current.rows.values() if baseline.references is not None
+                 for p in baseline.references.match(row.key).elsewhere}
+    expected, absent = _absent(current, baseline, elsewhere)
+    last = baseline.last_night.rows.values() if baseline.last_night is not None else ()
+    gone = [r for r in last if current.row(r.key) is None and
+            not any(p.key.in_run == r.key.in_run for p in expected)]
+    findings += _run_otherwise(current, gone, baseline)
+    gone = [r for r in gone if not any(row.key.model_row == r.key.model_row for row in current.rows.values())]
+    cases = [(row, None) for row in current.rows.values()] + [(None, pin) for pin in expected] + \
+        [(None, r) for r in gone]
+    for row, other in sorted(cases, key=lambda c: (c[0] or c[1]).key.sort_key()):
+        key = (row or other).key
+        sources = [row, other.row if isinstance(other, refs.Pin) else other,
+                   baseline.last_night.row(key) if baseline.last_night is not None else None]
+        parts = {name.split("/")[0] for source in sources if source is not None for name in source.gated}
+        pin = other if isinstance(other, refs.Pin) else None
+        findings += baseline.judge(row, soc_fractions.get(key.soc, fps_fraction), parts, pin, current.header, key=key)
+    return findings + absent
 
 
 def environment_differences(current: dict, baseline: dict) -> list[str]:
@@ -242,13 +360,6 @@ def environment_differences(current: dict, baseline: dict) -> list[str]:
     (machine, CPU, tool versions): figures from different machines or tools need that caveat."""
     return [f"{key}: {baseline.get(key)!r} -> {current.get(key)!r}"
             for key in sorted(set(current) | set(baseline)) if current.get(key) != baseline.get(key)]
-
-
-def findings_record(findings: list[Finding]) -> dict:
-    """What a report row keeps of its gate: failing findings, improvements and noted findings, as text."""
-    return {"regressions": [str(f) for f in findings if f.failing],
-            "improvements": [str(f) for f in findings if f.binding and f.kind is Kind.IMPROVEMENT],
-            "noted": [f"against {f.reference}: {f}" for f in findings if not f.binding and f.kind is not Kind.WITHIN]}
 
 
 def parse_fps_regression(values: list[str]) -> tuple[float, dict[str, float]]:
@@ -268,18 +379,52 @@ def parse_fps_regression(values: list[str]) -> tuple[float, dict[str, float]]:
     return default, per_soc
 
 
-def verdict_markdown(findings: list[Finding], results: Path, baseline: Baseline) -> str:
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's one verdict over a run: the exit status and its words agree by construction."""
+    findings: tuple[GateFinding, ...]
+
+    @property
+    def failing(self) -> list[GateFinding]:
+        return [f for f in self.findings if f.failing]
+
+    @property
+    def compared(self) -> int:
+        return sum(f.compared for f in self.findings)
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.failing else 0 if self.compared else 2
+
+    @property
+    def headline(self) -> str:
+        if self.failing:
+            return "RED"
+        return "GREEN" if self.compared else "NOT GATED"
+
+    def why_not_gated(self, references: refs.References | None) -> str:
+        if references is not None and not references.pins:
+            return f"nothing pinned yet in {references.path}: pin an accepted night with `python -m harness.references update`"
+        return "no figure of this run could be compared with a pin or the baseline"
+
+
+def verdict_markdown(verdict: Verdict, results: Path, baseline: Baseline) -> str:
     """The gate's verdict for a job summary: one line, then each failing, improved and noted finding."""
-    failing = [f for f in findings if f.failing]
+    findings = verdict.findings
     against = " and ".join(
         ([f"the pinned references `{baseline.references.path}`"] if baseline.references else [])
         + ([f"the last night `{baseline.last_night.path}`" + (" (noted)" if baseline.references else "")]
            if baseline.last_night else []))
-    lines = ["## Gate", "",
-             f"**{'RED' if failing else 'GREEN'}**: `{results}` against {against}: {len(failing)} failing finding(s), "
-             f"{sum(f.compared and f.binding for f in findings)} figure(s) compared.", ""]
-    for title, chosen in (("Failing", failing),
-                          ("Improved (the reference needs a look)", [f for f in findings if f.binding and f.kind is Kind.IMPROVEMENT]),
+    line = f"**{verdict.headline}**: `{results}` against {against}: {len(verdict.failing)} failing finding(s), " \
+           f"{verdict.compared} figure(s) compared."
+    if verdict.exit_status == 2:
+        line += f" {verdict.why_not_gated(baseline.references)}."
+    lines = ["## Gate", "", line, ""]
+    improved = "Improved (the pin needs a look)" if baseline.references else "Improved against the baseline"
+    for title, chosen in (("Failing", verdict.failing),
+                          (improved, [f for f in findings if f.binding and f.kind is Kind.IMPROVEMENT]),
+                          ("Absent from this run", [f for f in findings if f.kind is Kind.ABSENT]),
+                          ("Pins that do not apply here", [f for f in findings if f.kind is Kind.PIN_ELSEWHERE]),
                           ("Without a pinned reference", [f for f in findings if f.kind is Kind.NO_REFERENCE]),
                           ("Noted against the last night", [f for f in findings if not f.binding and f.kind is not Kind.WITHIN])):
         if chosen:
@@ -309,29 +454,28 @@ def _print_environment_notes(current: Run, baseline: Baseline, args) -> None:
         if differences:
             print(f"note: this run and {what} come from different machines or tool versions: {'; '.join(differences)}")
     if baseline.last_night:
-        for key in sorted(set(current.records) & set(baseline.last_night.records), key=row_name):
-            differences = environment_differences(current.records[key].get("environment") or {},
-                                                  baseline.last_night.records[key].get("environment") or {})
+        for row in sorted(current.rows.values(), key=lambda r: r.key.sort_key()):
+            last = baseline.last_night.row(row.key)
+            differences = environment_differences(row.details.get("environment") or {},
+                                                  last.details.get("environment") or {}) if last else []
             if differences:
-                print(f"note: {row_name(key)} ran with other runtime settings than the baseline: {'; '.join(differences)}")
+                print(f"note: {row.key.name} ran with other runtime settings than the baseline: {'; '.join(differences)}")
 
 
-def _print_findings(findings: list[Finding], current: Run, baseline: Baseline) -> list[Finding]:
-    """Each finding worth a line, and the counts; returns the binding comparisons made."""
-    for finding in findings:
+def _print_findings(verdict: Verdict, current: Run, baseline: Baseline) -> None:
+    """Each finding worth a line, and the counts."""
+    for finding in verdict.findings:
         if not finding.binding:
             if finding.kind is not Kind.WITHIN:
                 print(f"note (against the last night, not gated): {finding}")
         elif finding.kind is Kind.IMPROVEMENT:
-            print(f"{finding} (the reference needs a look)")
-        elif finding.failing or finding.kind is Kind.NO_REFERENCE:
+            print(f"{finding}" + (" (the pin needs a look)" if finding.against is Against.PINNED else ""))
+        elif finding.kind is not Kind.WITHIN:
             print(finding)
-    compared = [f for f in findings if f.compared and f.binding]
-    counts = {kind: sum(f.kind is kind and f.binding for f in findings) for kind in Kind}
-    print(f"{len(compared)} figure(s) compared over {len(current.records)} row(s) of this run: "
+    counts = {kind: sum(f.kind is kind and f.binding for f in verdict.findings) for kind in Kind}
+    print(f"{verdict.compared} figure(s) compared over {len(current.rows)} row(s) of this run: "
           + ", ".join(f"{n} {kind.value}" for kind, n in counts.items()
-                      if kind is not Kind.WITHIN and (kind is not Kind.NO_REFERENCE or baseline.references)))
-    return compared
+                      if kind is not Kind.WITHIN and (n or kind.failing)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,16 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     _print_environment_notes(current, baseline, args)
-    findings = compare_runs(current, baseline, fps_fraction, soc_fractions)
-    compared = _print_findings(findings, current, baseline)
+    verdict = Verdict(tuple(compare_runs(current, baseline, fps_fraction, soc_fractions)))
+    _print_findings(verdict, current, baseline)
     if args.markdown:
-        args.markdown.write_text(verdict_markdown(findings, args.results, baseline))
-    if any(f.failing for f in findings):
-        return 1
-    if not compared:
-        print(f"nothing of {args.results} could be compared: nothing was gated", file=sys.stderr)
-        return 2
-    return 0
+        args.markdown.write_text(verdict_markdown(verdict, args.results, baseline))
+    if verdict.exit_status == 2:
+        print(f"{args.results}: {verdict.why_not_gated(baseline.references)}: nothing was gated", file=sys.stderr)
+    return verdict.exit_status
 
 
 if __name__ == "__main__":

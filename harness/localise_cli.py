@@ -11,7 +11,7 @@ from typing import Sequence
 from harness import localise_report
 from harness.backends import backend_class
 from harness.localise import deployed_run, localise, relative_error
-from video_model_conformance import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR
+from harness.defaults import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR
 
 
 def _parser() -> argparse.ArgumentParser:

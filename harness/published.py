@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from harness.checkpoint import Weights
+from harness.figures import Verdict
 from harness.spec import Metric, ModelSpec
 
 
@@ -57,19 +58,19 @@ def _data_reasons(spec: ModelSpec, data: dict) -> list[str]:
     return reasons
 
 
-def judge_published(metric: Metric, value: float) -> tuple[str, str]:
+def judge_published(metric: Metric, value: float) -> tuple[Verdict, str]:
     """(verdict, why) of one metric against its published band, two-sided; ``why`` names the
     metric, the value and the band."""
     if metric.published is None:
-        return "n/a", "no published figure"
+        return Verdict.NOT_APPLICABLE, "no published figure"
     band = f"published {metric.published:g} ± {metric.published_band:g}{metric.unit}"
     if math.isnan(value):
-        return "fail", f"{metric.name}: no value (NaN) to judge against the {band}"
+        return Verdict.FAIL, f"{metric.name}: no value (NaN) to judge against the {band}"
     low, high = metric.published - metric.published_band, metric.published + metric.published_band
     said = f"{metric.name} {value:.6g}{metric.unit}"
     if value < low or value > high:
         worse = (value < low) == metric.higher_is_better
         side = "below" if value < low else "above"
         meaning = "worse than published" if worse else "better than published: check the protocol"
-        return "fail", f"{said} lies {side} the {band} ({low:g} to {high:g}): {meaning}"
-    return "pass", f"{said} lies within the {band}"
+        return Verdict.FAIL, f"{said} lies {side} the {band} ({low:g} to {high:g}): {meaning}"
+    return Verdict.PASS, f"{said} lies within the {band}"

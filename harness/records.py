@@ -9,47 +9,161 @@ findings. The file carries :data:`FORMAT`; a file of another format is refused b
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from harness.cache import atomic_write
-from harness.results import Figure, Finding, FindingKind
-from harness.spec import OOM
+from harness.figures import Figure, Finding, FindingKind
 
-FORMAT = 2  # results.json's layout; 1 (no "format" key): rows without figures and findings
-RECORD_KEY = ("model", "backend", "precision", "batch_size")
-LISTS = ("figures", "findings")  # gathered from every part of a row, not overwritten
+
+FORMAT = 3  # results.json's layout; 2: rows without 'profile', 'soc', 'machine' and gate findings as text
+LISTS = ("figures", "findings", "gate")  # gathered from every part of a row, not overwritten
 
 
 class ResultsFormatError(ValueError):
     """A results.json that this suite cannot read: the message names the file and why."""
 
 
+class Status(str, enum.Enum):
+    """A row's status, derived from what it holds (a str: results.json reads it as text)."""
+    PASS = "pass"
+    FAIL = "fail"  # a finding of its own failed
+    ERROR = "error"  # a stage raised
+    OOM = "oom"  # the runtime ran out of memory (harness.spec.OOM, as the seeds' tables write it)
+    EXPECTED_FAILURE = "expected failure"  # failed as the card declares
+
+    @property
+    def red(self) -> bool:
+        """The row's own verdict is red, whatever any gate says."""
+        return self in (Status.FAIL, Status.ERROR)
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
 
 
-def record_key(record: dict) -> tuple:
-    return tuple(record[k] for k in RECORD_KEY)
+@dataclass(frozen=True)
+class RowKey:
+    """What a row is: the one place its identity is stated. Pins, the gate, the history and the
+    report key rows by it; adding a field here adds it to every one of them."""
+    model: str
+    backend: str
+    precision: str
+    batch_size: int
+    profile: str | None = None
+    soc: str | None = None
+    machine: str | None = None  # the CPU a CPU row ran on ('<model>, N cores'); None: an accelerator row (its soc)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, record: Mapping) -> "RowKey":
+        """The key of a results.json record or pinned entry (KeyError naming a missing field)."""
+        missing = [name for name in cls.names()[:4] if name not in record]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return cls(**{name: record.get(name) for name in cls.names()})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def in_run(self) -> "RowKey":
+        """The row within one run, where profile, soc and machine are the run's: the key an
+        earlier night's row is found by (a difference there is then named, not a new row)."""
+        return replace(self, profile=None, soc=None, machine=None)
+
+    @property
+    def model_row(self) -> tuple[str, str, int]:
+        """(model, backend, batch size): the row whatever it ran at or where, to name what differs."""
+        return self.model, self.backend, self.batch_size
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.backend}/{self.precision}/bs{self.batch_size}"
+
+    @property
+    def label(self) -> str:
+        where = ", ".join([f"{self.profile} profile", self.soc or "no soc"] + ([self.machine] if self.machine else []))
+        return f"{self.name} ({where})"
+
+    def differences(self, other: "RowKey") -> list[str]:
+        """'field: other's value -> this one's' for each field that differs."""
+        return [f"{name}: {getattr(other, name)!r} -> {getattr(self, name)!r}"
+                for name in self.names() if getattr(self, name) != getattr(other, name)]
+
+    def sort_key(self) -> tuple:
+        return tuple("" if v is None else str(v) for v in astuple(self))
 
 
-def row_name(key: tuple) -> str:
-    model, backend, precision, bs = key
-    return f"{model}/{backend}/{precision}/bs{bs}"
+@dataclass(frozen=True)
+class Row:
+    """One finished row of results.json, typed: its key, status, figures, findings, the gate's
+    findings as written (``harness.gate.GateFinding.from_dict`` reads them), and the parts'
+    own details (``accuracy``, ``perf``, ``published``, ``data``, ``weights``, ``environment``,
+    ``error``, ...) as the result types wrote them."""
+    key: RowKey
+    status: Status
+    figures: tuple[Figure, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    gate: tuple[dict, ...] = ()
+    details: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, record: Mapping) -> "Row":
+        return cls(RowKey.of(record), Status(record.get("status") or status(record)),
+                   tuple(Figure.from_dict(f) for f in record.get("figures") or ()),
+                   tuple(Finding.from_dict(f) for f in record.get("findings") or ()),
+                   tuple(record.get("gate") or ()),
+                   {k: v for k, v in record.items() if k not in (*RowKey.names(), *LISTS, "status")})
+
+    def record(self) -> dict:
+        """The row as results.json holds it."""
+        return {**self.key.as_dict(), "status": self.status.value, **self.details,
+                "figures": [f.as_dict() for f in self.figures], "findings": [f.as_dict() for f in self.findings],
+                "gate": list(self.gate)}
+
+    def part(self, name: str) -> dict:
+        """A part's own details ('accuracy', 'perf', 'published', 'data', 'weights', ...), {} if absent."""
+        value = self.details.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def figure(self, part: str, name: str) -> Figure | None:
+        return next((f for f in self.figures if f.part == part and f.name == name), None)
+
+    def findings_of(self, kind: FindingKind | None = None) -> list[Finding]:
+        return [f for f in self.findings if kind is None or f.kind is kind]
+
+    @property
+    def gated(self) -> dict[str, Figure]:
+        """The figures the gate judges and a pin holds, by 'part/name'."""
+        return {f"{f.part}/{f.name}": f for f in self.figures if f.kind.gated}
+
+    @property
+    def error(self) -> str:
+        """Why the row errored, in words ('' when it did not)."""
+        error = self.details.get("error")
+        if not isinstance(error, dict):
+            return ""
+        return ": ".join(str(error[k]) for k in ("type", "message") if error.get(k)) or "errored (no reason recorded)"
 
 
 def _identity(item: dict) -> tuple:
-    return (item.get("part"), item.get("name") or item.get("what"), item.get("message"))
+    return (item.get("part"), item.get("name") or item.get("what"), item.get("message") or item.get("detail"),
+            item.get("against"))
 
 
 def merge_record(into: dict, update: dict) -> dict:
-    """Fields of ``update`` into ``into``: nested dicts merged, figures and findings gathered
-    (a later figure of the same part and name replaces the earlier one)."""
+    """Fields of ``update`` into ``into``: nested dicts merged, figures, findings and gate
+    findings gathered (a later figure of the same part and name replaces the earlier one)."""
     for key, value in update.items():
         if key in LISTS:
             kept = {_identity(item): item for item in into.get(key, [])}
@@ -62,40 +176,23 @@ def merge_record(into: dict, update: dict) -> dict:
     return into
 
 
-def status(record: dict) -> str:
-    """The row's status from what it holds: 'error', 'oom', 'fail', 'expected failure' or 'pass'."""
+def status(record: Mapping) -> Status:
+    """The row's status from what it holds."""
     if record.get("error"):
         if record.get("expected_failure"):
-            return "expected failure"
-        return OOM if record["error"].get("type") == "MemoryError" else "error"
+            return Status.EXPECTED_FAILURE
+        return Status.OOM if record["error"].get("type") == "MemoryError" else Status.ERROR
     kinds = {f["kind"] for f in record.get("findings", [])}
     if FindingKind.FAILURE.value in kinds:
-        return "fail"
+        return Status.FAIL
     if FindingKind.EXPECTED_FAILURE.value in kinds:
-        return "expected failure"
-    return "pass"
-
-
-def out_of_memory(record: dict) -> bool:
-    return status(record) == OOM
+        return Status.EXPECTED_FAILURE
+    return Status.PASS
 
 
 def finalise(record: dict) -> dict:
-    record["status"] = status(record)
+    record["status"] = status(record).value
     return record
-
-
-def figures(record: dict) -> list[Figure]:
-    return [Figure.from_dict(f) for f in record.get("figures", [])]
-
-
-def findings(record: dict, kind: FindingKind | None = None) -> list[Finding]:
-    found = [Finding.from_dict(f) for f in record.get("findings", [])]
-    return [f for f in found if kind is None or f.kind is kind]
-
-
-def figure(record: dict, part: str, name: str) -> Figure | None:
-    return next((f for f in figures(record) if f.part == part and f.name == name), None)
 
 
 class PartWriter:
@@ -106,9 +203,10 @@ class PartWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, record: dict) -> None:
-        missing = [k for k in RECORD_KEY if k not in record]
-        if missing:
-            raise ValueError(f"report record lacks {missing}")
+        try:
+            RowKey.of(record)
+        except KeyError as err:
+            raise ValueError(f"report record lacks {err}") from None
         with open(self.path, "a") as f:
             f.write(json.dumps(measured(record), default=_jsonable, allow_nan=False) + "\n")
 
@@ -138,8 +236,8 @@ def _jsonable(value: Any):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _sorted(merged: dict[tuple, dict]) -> list[dict]:
-    return [finalise(r) for r in sorted(merged.values(), key=record_key)]
+def _sorted(merged: dict[RowKey, dict]) -> list[dict]:
+    return [finalise(merged[key]) for key in sorted(merged, key=RowKey.sort_key)]
 
 
 def merge_parts(run_dir: Path) -> list[dict]:
@@ -147,7 +245,7 @@ def merge_parts(run_dir: Path) -> list[dict]:
     for part in sorted((run_dir / "parts").glob("*.jsonl")):
         for line in part.read_text().splitlines():
             record = json.loads(line)
-            merge_record(merged.setdefault(record_key(record), {}), record)
+            merge_record(merged.setdefault(RowKey.of(record), {}), record)
     return _sorted(merged)
 
 
@@ -160,10 +258,20 @@ def write_results(run_dir: Path, header: dict, records: list[dict], notes: Itera
 
 @dataclass(frozen=True)
 class Run:
-    """A finished run's results.json: its header (environment, config, ...) and rows by key."""
+    """A finished run's results.json: its header (environment, config, ...) and its rows."""
     path: Path
     header: dict
-    records: dict[tuple, dict] = field(repr=False)
+    rows: dict[RowKey, Row] = field(repr=False)
+
+    @classmethod
+    def of_rows(cls, path: Path, rows: Iterable[Row], header: dict | None = None) -> "Run":
+        return cls(Path(path), header or {}, {row.key: row for row in rows})
+
+    def row(self, key: RowKey) -> Row | None:
+        """This run's row of ``key``, found by its identity within a run (another profile, soc
+        or machine is the same row run elsewhere: the caller names the difference)."""
+        exact = self.rows.get(key)
+        return exact or next((r for r in self.rows.values() if r.key.in_run == key.in_run), None)
 
 
 def load_results(path: Path) -> dict:
@@ -182,16 +290,16 @@ def load_results(path: Path) -> dict:
         raise ResultsFormatError(f"{path}: results.json format {found}, this suite reads format {FORMAT} "
                                  "(rerun that night with this version, or compare with the version that wrote it)")
     for number, record in enumerate(data["records"]):
-        missing = [k for k in RECORD_KEY if k not in record]
-        if missing:
-            raise ResultsFormatError(f"{path}: record {number} lacks {', '.join(missing)}")
+        try:
+            RowKey.of(record)
+        except KeyError as err:
+            raise ResultsFormatError(f"{path}: record {number} lacks {err.args[0]}") from None
     return data
 
 
 def load_run(path: Path) -> Run:
     data = load_results(path)
-    return Run(Path(path), {k: v for k, v in data.items() if k != "records"},
-               {record_key(r): r for r in data["records"]})
+    return Run.of_rows(path, (Row.of(r) for r in data["records"]), {k: v for k, v in data.items() if k != "records"})
 
 
 def merge_runs(results_files: list[Path]) -> tuple[dict, list[dict], list[str]]:
@@ -206,16 +314,20 @@ def merge_runs(results_files: list[Path]) -> tuple[dict, list[dict], list[str]]:
     reference_fps: dict = {}
     for run in runs:
         for record in run["records"]:
-            merge_record(merged.setdefault(record_key(record), {}), copy.deepcopy(record))
+            merge_record(merged.setdefault(RowKey.of(record), {}), copy.deepcopy(record))
         merge_record(reference_fps, copy.deepcopy(run.get("reference_fps") or {}))
     header = {k: v for k, v in runs[0].items() if k not in ("records", "notes", "format")}
+    # a night merged from its jobs is partial where one of them was limited or narrowed; a job
+    # with no accuracy or perf row of its own (a conformance-only leg) is whole within the night
+    reasons = {reason for r in runs for reason in r.get("partial") or [] if not reason.startswith("no accuracy or perf row")}
     header.update(
         run_id="+".join(r.get("run_id", "?") for r in runs),
         finished=runs[-1].get("finished"),
         exit_status=max(r.get("exit_status", 0) for r in runs),
         artifacts_built=sum(r.get("artifacts_built", 0) for r in runs),
         reference_fps=reference_fps,
-        merged_from=[r.get("run_id") for r in runs])
+        merged_from=[r.get("run_id") for r in runs],
+        partial=sorted(reasons))
     notes = [f"merged from {len(runs)} runs: {', '.join(str(r.get('run_id')) for r in runs)}"]
     for section in ("environment", "config"):
         for key in sorted({k for r in runs for k in (r.get(section) or {})}):

@@ -35,6 +35,7 @@ from harness.outputs import (
     split,
     torch_forward,
 )
+from harness.runstate import RunState
 from harness.samples_cache import SampleCache
 from harness.spec import Dataset, ModelSpec, Sample
 
@@ -68,21 +69,21 @@ def torch_network(spec: ModelSpec, profile: str, weights: checkpoint.Weights) ->
 
 
 def exported_onnx(spec: ModelSpec, profile: str, weights: checkpoint.Weights,
-                  network: Callable[[], torch.nn.Module], cache_dir: Path) -> Path:
+                  network: Callable[[], torch.nn.Module], cache_dir: Path, state: RunState | None = None) -> Path:
     """torch.onnx.export with the seed's names and a dynamic batch axis; ``network()`` is only
     called when the cache misses."""
     parts = {**network_key(spec, profile, weights), "opset": spec.opset, "onnx": onnx.__version__,
              "exporter": cache.source_hash(export)}
     return cache.build_once(cache_dir, f"onnx-exported/{spec.name}", parts,
-                            lambda out: export.export_onnx(spec, network(), profile, out), ".onnx")
+                            lambda out: export.export_onnx(spec, network(), profile, out), ".onnx", state)
 
 
-def simplified_onnx(spec: ModelSpec, exported: Path, cache_dir: Path) -> Path:
+def simplified_onnx(spec: ModelSpec, exported: Path, cache_dir: Path, state: RunState | None = None) -> Path:
     """onnxsim + onnx.checker over the exported graph (keyed by the exported graph's own key)."""
     parts = {"exported": Path(exported).name, "onnxsim": version("onnxsim"), "onnx": onnx.__version__,
              "simplifier": cache.source_hash(export)}
     return cache.build_once(cache_dir, f"onnx/{spec.name}", parts,
-                            lambda out: export.simplify(exported, out), ".onnx")
+                            lambda out: export.simplify(exported, out), ".onnx", state)
 
 
 def input_shapes(spec: ModelSpec, profile: str, batch_size: int) -> dict[str, tuple[int, ...]]:
@@ -90,7 +91,7 @@ def input_shapes(spec: ModelSpec, profile: str, batch_size: int) -> dict[str, tu
 
 
 def compiled_model(backend: Backend, spec: ModelSpec, profile: str, batch_size: int, onnx_path: Path,
-                   cache_dir: Path) -> Path:
+                   cache_dir: Path, state: RunState | None = None) -> Path:
     """The backend's artifact for one batch size (the .om, engine or IR), or the ONNX itself
     for runtimes that compile in memory when they open it."""
     shapes = input_shapes(spec, profile, batch_size)
@@ -99,7 +100,7 @@ def compiled_model(backend: Backend, spec: ModelSpec, profile: str, batch_size: 
     parts = {"onnx": Path(onnx_path).name, "backend": backend.name, "shapes": shapes,
              **backend.compile_key(spec)}
     return cache.build_once(cache_dir, f"{backend.name}/{spec.name}", parts,
-                            lambda out: backend.compile(onnx_path, shapes, out, spec), backend.artifact_suffix)
+                            lambda out: backend.compile(onnx_path, shapes, out, spec), backend.artifact_suffix, state)
 
 
 def open_session(backend: Backend, artifact: Path, spec: ModelSpec, profile: str, batch_size: int) -> Session:
@@ -122,13 +123,13 @@ def open_session(backend: Backend, artifact: Path, spec: ModelSpec, profile: str
     return session
 
 
-def generated_dataset_root(spec: ModelSpec, profile: str, cache_dir: Path) -> Path:
+def generated_dataset_root(spec: ModelSpec, profile: str, cache_dir: Path, state: RunState | None = None) -> Path:
     """The embedded default: the model's generator writes its real layout, once per content."""
     shapes, protocol = spec.profile(profile), spec.protocol_for(profile)
     parts = {"model": spec.name, "inputs": dict(shapes.inputs), "protocol": protocol,
              "samples": shapes.generated_samples, "generator": cache.source_hash(model_package(spec))}
     return cache.build_once(cache_dir, f"data/{spec.name}", parts,
-                            lambda out: spec.generate_dataset(out, shapes, protocol))
+                            lambda out: spec.generate_dataset(out, shapes, protocol), "", state)
 
 
 def sample_cache_key(spec: ModelSpec, profile: str) -> dict:
@@ -138,7 +139,7 @@ def sample_cache_key(spec: ModelSpec, profile: str) -> dict:
 
 
 def open_dataset(spec: ModelSpec, profile: str, data_root: Path | None, cache_dir: Path,
-                 limit: int | None = None, workers: int | None = 0) -> Dataset:
+                 limit: int | None = None, workers: int | None = 0, state: RunState | None = None) -> Dataset:
     """The dataset under ``data_root/<spec.dataset_dir>``, or the generated one without a root,
     streamed through the preprocessed-sample cache: each item is decoded and preprocessed at
     most once for the same files and preprocessing, by ``workers`` processes ahead of the
@@ -146,10 +147,10 @@ def open_dataset(spec: ModelSpec, profile: str, data_root: Path | None, cache_di
     if data_root is not None:
         root, generated = Path(data_root) / spec.dataset_dir, False
     else:
-        root, generated = generated_dataset_root(spec, profile, cache_dir), True
+        root, generated = generated_dataset_root(spec, profile, cache_dir, state), True
     dataset = spec.open_dataset(root, spec.profile(profile), spec.protocol_for(profile), limit, generated)
     samples = SampleCache(Path(cache_dir) / "samples" / spec.name, sample_cache_key(spec, profile), cache_dir)
-    return dataset.preprocessed(samples, workers)
+    return dataset.preprocessed(samples, workers, state)
 
 
 def inputs_digest(sample: Sample) -> str:

@@ -123,6 +123,9 @@ def _import_project() -> None:
             importlib.import_module(module.name)
     importlib.import_module("matplotlib").use("Agg")  # as the harness draws: no display
     importlib.import_module("matplotlib.pyplot")
+    # the decoding pool outlives a run (one per process): its locks' classes must be the ones a
+    # later run pickles with, not a copy a run imported first and pytester then dropped
+    importlib.import_module("multiprocessing.synchronize")
 
 
 _import_project()
@@ -187,11 +190,13 @@ def _run_in_process(pytester, args: list[str]):
 def run_suite(pytester, suite_cache, monkeypatch):
     """Run the suite's own tests in a sandbox, as a user would, and return the result.
 
-    ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None)``:
+    ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None, latest=True)``:
     ``plugin`` is the source of a pytest plugin loaded with ``-p`` (a deliberately broken backend,
     dataset or option; it patches through ``fakes.sandbox_patch.patch_for_the_run``); ``project``
     another copy of the project (a sandbox with a new model), run in a subprocess since its
-    modules share this one's names; the result carries ``.results`` (the run's results.json, or
+    modules share this one's names; ``latest`` makes the run reports/latest although a sandboxed
+    run is partial (``--models``: the run's own reading of what a night is is tested with
+    ``latest=False``); the result carries ``.results`` (the run's results.json, or
     None) besides pytester's ``RunResult`` API (``assert_outcomes``, ``stdout.fnmatch_lines``, ``ret``).
     """
     # the sandboxed run is no xdist worker, even when this test runs in one
@@ -200,8 +205,8 @@ def run_suite(pytester, suite_cache, monkeypatch):
     pytester.syspathinsert()  # where -p finds the plugin
 
     def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",),
-            project: Path = PROJECT, cache: Path | None = None):
-        args = [str(project / "tests" / t) for t in tests]
+            project: Path = PROJECT, cache: Path | None = None, latest: bool = True):
+        args = [str(project / "tests" / t) for t in tests] + (["--latest"] if latest else [])
         if plugin is not None:
             pytester.makepyfile(sandbox_fault=plugin)
             args += ["-p", "sandbox_fault"]

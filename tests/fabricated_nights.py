@@ -1,4 +1,4 @@
-"""Fabricated nights in results.json format 2 (rows carrying their ``figures``), for the gate, the
+"""Fabricated nights in results.json (the suite's format) (rows carrying their ``figures``), for the gate, the
 pinned references and the history: a night as the nightly's merged report writes it."""
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from harness import records as records_format
+
 ENVIRONMENT = {"python": "3.11.9", "cpu": "Intel Xeon", "cores": 2, "torch": "2.13.0", "onnxruntime": "1.22.0"}
 FIRST_NIGHT = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+CHECKPOINT_SHA256 = "73547d2b" + "0" * 56  # the rows' weights: a checkpoint, as the published nights run
 
 
 def figure(part: str, name: str, value, unit: str = "", higher_is_better: bool = True, kind: str = "accuracy",
@@ -29,10 +32,13 @@ def record(bs: int = 1, top1: float | None = 80.0, epe: float | None = 2.0, fps:
     if published_top1 is not None:
         figures.append(figure("published", "top1", top1, "%", True, "info", reference=published_top1,
                               reference_name="published"))
+        fields.setdefault("published", {"applies": True, "reason": None})
     if fps is not None:
         figures.append(figure("perf", "fps", fps * bs, "fps", True, "speed"))
+    taken_from = {"weights": {"source": "checkpoint", "sha256": CHECKPOINT_SHA256},
+                  "data": {"generated": False, "listed": 10, "read": 10, "missing": 0, "failed": {}}}
     return {"model": model, "backend": backend, "precision": "fp32", "batch_size": bs, "profile": profile, "soc": soc,
-            "status": status, "figures": figures, **fields}
+            "status": status, "figures": figures, **taken_from, **fields}
 
 
 def set_value(row: dict, name: str, value) -> dict:
@@ -57,7 +63,7 @@ def write_night(directory: Path, run_id: str, records: list[dict], night: int = 
     started = FIRST_NIGHT + timedelta(days=night)
     path = Path(directory) / run_id / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": 2, "run_id": run_id, "started": started.isoformat(),
+    path.write_text(json.dumps({"format": records_format.FORMAT, "run_id": run_id, "started": started.isoformat(),
                                 "finished": (started + timedelta(hours=1)).isoformat(), "commit": commit,
                                 "environment": environment or ENVIRONMENT, "config": {"profile": "smoke"},
                                 "exit_status": exit_status, "notes": [], "records": records}))

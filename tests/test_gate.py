@@ -12,8 +12,16 @@ import pytest
 from fabricated_nights import ENVIRONMENT, drifting_nights, drop, record, set_value, write_night
 from harness import gate, references
 from harness.gate import Kind
+from harness.records import FORMAT, Row
 
-KEY = ("m", "onnxruntime", "fp32", 1)
+
+
+def _row(record):
+    return None if record is None else Row.of(record)
+
+
+def compare(now, then, fps_fraction, *args, **kwargs):
+    return gate.compare_row(_row(now), _row(then), fps_fraction, *args, **kwargs)
 
 
 def _kinds(findings) -> list[tuple[Kind, str]]:
@@ -21,24 +29,24 @@ def _kinds(findings) -> list[tuple[Kind, str]]:
 
 
 def test_a_row_within_its_bands_has_only_within_findings_and_info_figures_are_not_judged():
-    findings = gate.compare_row(KEY, record(), record(), 0.10)
+    findings = compare(record(), record(), 0.10)
     assert {f.kind for f in findings} == {Kind.WITHIN}
     assert [f.what for f in findings] == ["accuracy/epe", "accuracy/top1", "perf/fps"]
 
 
 def test_accuracy_regressions_and_improvements_follow_the_metric_direction():
     now = record(top1=79.0, epe=1.9)  # top1 worse by 1 (tolerance 0.1); epe better by 0.1 (tolerance 0.05)
-    findings = gate.compare_row(KEY, now, record(), 0.10)
+    findings = compare(now, record(), 0.10)
     assert _kinds(findings) == [(Kind.IMPROVEMENT, "accuracy/epe"), (Kind.REGRESSION, "accuracy/top1")]
     assert "REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79% vs baseline 80% (-1%, tolerance ±0.1)" in map(str, findings)
-    assert _kinds(gate.compare_row(KEY, record(epe=2.1), record(), 0.10)) == [(Kind.REGRESSION, "accuracy/epe")]
+    assert _kinds(compare(record(epe=2.1), record(), 0.10)) == [(Kind.REGRESSION, "accuracy/epe")]
 
 
 def test_fps_is_judged_by_the_allowed_drop():
-    assert _kinds(gate.compare_row(KEY, record(fps=80.0), record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
-    assert _kinds(gate.compare_row(KEY, record(fps=95.0), record(), 0.10)) == []
-    assert _kinds(gate.compare_row(KEY, record(fps=120.0), record(), 0.10)) == [(Kind.IMPROVEMENT, "perf/fps")]
-    assert "80 fps vs baseline 100 (-20.0%, allowed drop 10%)" in str(gate.compare_row(KEY, record(fps=80.0), record(), 0.1)[-1])
+    assert _kinds(compare(record(fps=80.0), record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
+    assert _kinds(compare(record(fps=95.0), record(), 0.10)) == []
+    assert _kinds(compare(record(fps=120.0), record(), 0.10)) == [(Kind.IMPROVEMENT, "perf/fps")]
+    assert "80 fps vs baseline 100 (-20.0%, allowed drop 10%)" in str(compare(record(fps=80.0), record(), 0.1)[-1])
 
 
 def test_a_new_figure_is_gated_with_no_edit_in_the_gate():
@@ -46,15 +54,15 @@ def test_a_new_figure_is_gated_with_no_edit_in_the_gate():
     for row, value in ((now, 30.0), (then, 31.0)):
         row["figures"].append({"part": "accuracy", "name": "psnr", "value": value, "unit": "dB",
                                "higher_is_better": True, "kind": "accuracy", "tolerance": 0.5})
-    assert _kinds(gate.compare_row(KEY, now, then, 0.10)) == [(Kind.REGRESSION, "accuracy/psnr")]
+    assert _kinds(compare(now, then, 0.10)) == [(Kind.REGRESSION, "accuracy/psnr")]
 
 
 def test_a_partial_record_compares_only_the_parts_it_holds():
     """The in-run tests hand over their own part of the row: accuracy without perf and so on."""
     accuracy_only = drop(record(top1=79.0), "perf/fps")
-    assert {f.what for f in gate.compare_row(KEY, accuracy_only, record(), 0.10)} == {"accuracy/top1", "accuracy/epe"}
+    assert {f.what for f in compare(accuracy_only, record(), 0.10)} == {"accuracy/top1", "accuracy/epe"}
     perf_only = drop(drop(record(fps=50.0), "accuracy/top1"), "accuracy/epe")
-    assert _kinds(gate.compare_row(KEY, perf_only, record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
+    assert _kinds(compare(perf_only, record(), 0.10)) == [(Kind.REGRESSION, "perf/fps")]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, None, "n/a"])
@@ -62,54 +70,54 @@ def test_a_partial_record_compares_only_the_parts_it_holds():
 def test_a_figure_present_on_one_side_and_not_finite_on_the_other_fails_named(value, side):
     broken = set_value(set_value(record(), "accuracy/top1", value), "perf/fps", value)
     now, then = (broken, record()) if side == "this run" else (record(), broken)
-    found = gate.compare_row(KEY, now, then, 0.10)
+    found = compare(now, then, 0.10)
     assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/top1"), (Kind.NOT_COMPARABLE, "perf/fps")]
     assert all(f.failing for f in found if f.kind is Kind.NOT_COMPARABLE)
 
 
 def test_a_figure_absent_on_one_side_fails_and_one_absent_on_both_is_fine():
-    assert _kinds(gate.compare_row(KEY, drop(record(), "accuracy/epe"), record(), 0.10)) == [(Kind.MISSING, "accuracy/epe")]
-    found = gate.compare_row(KEY, record(), drop(record(), "accuracy/epe"), 0.10)
+    assert _kinds(compare(drop(record(), "accuracy/epe"), record(), 0.10)) == [(Kind.MISSING, "accuracy/epe")]
+    found = compare(record(), drop(record(), "accuracy/epe"), 0.10)
     assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/epe")] and found[0].failing
     both_empty = set_value(record(), "accuracy/epe", math.nan)
-    assert _kinds(gate.compare_row(KEY, both_empty, copy.deepcopy(both_empty), 0.10)) == []
+    assert _kinds(compare(both_empty, copy.deepcopy(both_empty), 0.10)) == []
 
 
 def test_errored_and_out_of_memory_rows():
-    errored = {"profile": "smoke", "status": "error", "error": {"type": "RuntimeError", "message": "AI Core exception"}}
-    assert [str(f) for f in gate.compare_row(KEY, errored, None, 0.10)] == [
+    row = {k: v for k, v in record().items() if k != "figures"}
+    errored = {**row, "status": "error", "error": {"type": "RuntimeError", "message": "AI Core exception"}}
+    assert [str(f) for f in compare(errored, None, 0.10)] == [
         "ERRORED m/onnxruntime/fp32/bs1 row: RuntimeError: AI Core exception"]
-    oom = {"profile": "smoke", "status": "oom", "error": {"type": "MemoryError", "message": "aclrtMalloc failed"}}
-    assert gate.compare_row(KEY, oom, copy.deepcopy(oom), 0.10) == []  # the seed's expected row, both nights
-    found = gate.compare_row(KEY, oom, record(), 0.10)
+    oom = {**row, "status": "oom", "error": {"type": "MemoryError", "message": "aclrtMalloc failed"}}
+    assert compare(oom, copy.deepcopy(oom), 0.10) == []  # the seed's expected row, both nights
+    found = compare(oom, record(), 0.10)
     assert _kinds(found) == [(Kind.ERRORED, "row")] and "aclrtMalloc failed" in str(found[0])
-    assert _kinds(gate.compare_row(KEY, record(), oom, 0.10)) == [(Kind.IMPROVEMENT, "row")]
+    assert _kinds(compare(record(), oom, 0.10)) == [(Kind.IMPROVEMENT, "row")]
 
 
 def test_rows_at_other_shapes_are_not_compared():
-    found = gate.compare_row(KEY, record(profile="full"), record(), 0.10)
+    found = compare(record(profile="full"), record(), 0.10)
     assert _kinds(found) == [(Kind.NOT_COMPARABLE, "row")] and "full" in str(found[0]) and "smoke" in str(found[0])
 
 
-def test_findings_record_keeps_failing_improved_and_noted_findings_as_text():
-    findings = gate.compare_row(KEY, record(top1=79.0, fps=200.0), record(), 0.10)
-    kept = gate.findings_record(findings + [gate.Finding(Kind.REGRESSION, "r", "perf/fps", "x", binding=False)])
-    assert kept["regressions"] == ["REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79% vs baseline 80% (-1%, tolerance ±0.1)"]
-    assert len(kept["improvements"]) == 1 and "perf/fps" in kept["improvements"][0]
-    assert kept["noted"] == ["against the baseline: REGRESSION r perf/fps: x"]
+def test_gate_findings_are_kept_in_the_row_as_objects_that_read_back():
+    findings = compare(record(top1=79.0, fps=200.0), record(), 0.10)
+    noted = gate.GateFinding(Kind.REGRESSION, "r", "perf/fps", "x", binding=False)
+    kept = [f.as_dict() for f in findings + [noted]]
+    assert gate.findings_of(Row.of({**record(), "gate": kept})) == findings + [noted]
 
 
 # -- the pinned references beside the last night -----------------------------------------------------
 
 def _pin(tmp_path, records, run_id="accepted"):
     path = tmp_path / "pinned.yaml"
-    references.update(write_night(tmp_path, run_id, records), path)
+    references.update(write_night(tmp_path, run_id, records), path, allow_weak=True)
     return path
 
 
 def test_the_pin_binds_and_the_last_night_is_noted(tmp_path):
     baseline = gate.load_baseline(write_night(tmp_path, "last", [record(fps=60.0)]), _pin(tmp_path, [record()]))
-    findings = baseline.judge(KEY, record(fps=55.0), 0.10)
+    findings = baseline.judge(_row(record(fps=55.0)), 0.10)
     failing = [f for f in findings if f.failing]
     assert [(f.kind, f.what, f.against) for f in failing] == [(Kind.REGRESSION, "perf/fps", "pinned")]
     assert "55 fps vs pinned 100 (-45.0%, allowed drop 10%); pinned from run accepted (commit abc1234, 2026-11-20" \
@@ -117,33 +125,35 @@ def test_the_pin_binds_and_the_last_night_is_noted(tmp_path):
     noted = [f for f in findings if not f.binding]
     assert {(f.kind, f.what, f.against) for f in noted} >= {(Kind.WITHIN, "perf/fps", "baseline")}
     # against the last night alone, the same figure is inside its band
-    assert not [f for f in gate.load_baseline(write_night(tmp_path, "last", [record(fps=60.0)])).judge(
-        KEY, record(fps=55.0), 0.10) if f.failing]
+    assert not [f for f in gate.load_baseline(write_night(tmp_path, "last", [record(fps=60.0)])).judge(_row(record(fps=55.0)), 0.10) if f.failing]
 
 
 def test_a_row_without_a_pin_is_reported_not_failed_and_a_pinned_figure_now_broken_fails(tmp_path):
     baseline = gate.load_baseline(references=_pin(tmp_path, [record()]))
-    found = baseline.judge(("m", "onnxruntime", "fp32", 2), record(bs=2), 0.10)
+    found = baseline.judge(_row(record(bs=2)), 0.10)
     assert [(f.kind, f.failing) for f in found] == [(Kind.NO_REFERENCE, False)]
     assert "m/onnxruntime/fp32/bs2 (smoke profile, no soc) has no pinned reference" in str(found[0])
-    found = baseline.judge(KEY, set_value(record(), "accuracy/top1", math.nan), 0.10)
+    found = baseline.judge(_row(set_value(record(), "accuracy/top1", math.nan)), 0.10)
     assert _kinds(found) == [(Kind.NOT_COMPARABLE, "accuracy/top1")] and found[-1].failing is not None
     assert [f for f in found if f.failing][0].what == "accuracy/top1"
 
 
 def test_a_row_without_a_pin_is_gated_against_the_last_night(tmp_path):
     baseline = gate.load_baseline(write_night(tmp_path, "last", [record(1), record(2)]), _pin(tmp_path, [record(1)]))
-    found = baseline.judge(("m", "onnxruntime", "fp32", 2), record(2, fps=50.0), 0.10)
+    found = baseline.judge(_row(record(2, fps=50.0)), 0.10)
     assert [(f.kind, f.against, f.failing) for f in found if f.kind is not Kind.WITHIN] == [
         (Kind.NO_REFERENCE, "pinned", False), (Kind.REGRESSION, "baseline", True)]
-    pinned_row = baseline.judge(KEY, record(1, fps=50.0), 0.10)
+    pinned_row = baseline.judge(_row(record(1, fps=50.0)), 0.10)
     assert [(f.against, f.failing) for f in pinned_row if f.kind is Kind.REGRESSION] == [("pinned", True), ("baseline", False)]
 
 
 def test_a_pin_is_per_soc_and_profile(tmp_path):
     baseline = gate.load_baseline(references=_pin(tmp_path, [record(soc="Ascend310P3", profile="full")]))
-    assert _kinds(baseline.judge(KEY, record(), 0.10)) == [(Kind.NO_REFERENCE, "row")]
-    assert _kinds(baseline.judge(KEY, record(soc="Ascend310P3", profile="full", fps=50.0), 0.10)) == [
+    found = baseline.judge(_row(record()), 0.10)
+    assert [(f.kind, f.failing) for f in found] == [(Kind.PIN_ELSEWHERE, False)]
+    assert ("pinned on profile 'full', soc 'Ascend310P3'; this run on profile 'smoke', soc None; treated as unpinned "
+            "here") in str(found[0])
+    assert _kinds(baseline.judge(_row(record(soc="Ascend310P3", profile="full", fps=50.0)), 0.10)) == [
         (Kind.REGRESSION, "perf/fps")]
 
 
@@ -232,8 +242,8 @@ def test_a_slower_night_fails_and_the_allowed_drop_is_an_option_per_soc(tmp_path
 
 @pytest.mark.parametrize("content, message", [
     ("{", "not JSON"),
-    (json.dumps({"run_id": "old", "records": []}), "results.json format 1, this suite reads format 2"),
-    (json.dumps({"format": 2, "records": [{"model": "m"}]}), "record 0 lacks backend, precision, batch_size"),
+    (json.dumps({"run_id": "old", "records": []}), f"results.json format 1, this suite reads format {FORMAT}"),
+    (json.dumps({"format": FORMAT, "records": [{"model": "m"}]}), "record 0 lacks backend, precision, batch_size"),
 ])
 def test_a_baseline_that_cannot_be_read_is_a_usage_error_naming_the_file(tmp_path, capsys, content, message):
     broken = tmp_path / "broken.json"
@@ -246,8 +256,10 @@ def test_a_baseline_that_cannot_be_read_is_a_usage_error_naming_the_file(tmp_pat
 
 @pytest.mark.parametrize("content, message", [
     ("rows: [", "not YAML"),
-    ("format: 7\nrows: []\n", "pinned-references format 7, this suite reads format 1"),
-    ("format: 1\nruns: {}\nrows:\n- {model: m}\n", "row 0 lacks backend, precision, batch_size, profile, soc"),
+    ("format: 7\nrows: []\n", "pinned-references format 7, this suite reads format 2"),
+    ("format: 2\nruns: {}\nrows:\n- {model: m}\n", "row 0 lacks backend, precision, batch_size"),
+    ("format: 2\nruns: {}\nrows: []\nrows: []\n", "duplicate key 'rows' on line 4 (first on line 3)"),
+    ("format: 2\nruns: {}\nrows: []\npins: []\n", "the file: unknown field(s) pins"),
 ])
 def test_references_that_cannot_be_read_are_a_usage_error_naming_the_file(tmp_path, capsys, content, message):
     broken = tmp_path / "pinned.yaml"
@@ -281,14 +293,14 @@ def test_the_verdict_is_written_as_markdown_for_the_job_summary(tmp_path, capsys
 def test_a_slow_drift_is_red_against_the_pin_and_green_against_each_last_night(tmp_path, capsys):
     nights = drifting_nights(tmp_path / "reports", 8)
     pinned = tmp_path / "pinned.yaml"
-    references.update(nights[0], pinned)
+    references.update(nights[0], pinned, allow_weak=True)
     for before, after in zip(nights, nights[1:]):  # the ratchet: every night inside the last night's band
         status, out = _gate(capsys, after, "--baseline", before)
         assert status == 0, out
     status, out = _gate(capsys, nights[-1], "--references", pinned, "--baseline", nights[-2])
     assert status == 1
     assert ("REGRESSION m/onnxruntime/fp32/bs1 perf/fps: 55.78 fps vs pinned 100 (-44.2%, allowed drop 10%); "
-            "pinned from run night-0 (commit abc1234, 2026-11-20T02:00:00+00:00)") in out
+            "pinned from run night-0 (commit abc1234, 2026-11-20T02:00:00+00:00") in out
     assert "REGRESSION m/onnxruntime/fp32/bs1 accuracy/top1: 79.72% vs pinned 80% (-0.28%, tolerance ±0.1)" in out
     assert "m/onnxruntime/fp32/bs2" not in out.split("figure(s) compared")[0]
     assert "note (against the last night, not gated)" not in out  # last night: every figure within its band
@@ -309,7 +321,7 @@ def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_su
     faithful.parent.mkdir()
     faithful.write_text(json.dumps(night.results))
     as_it_was = tmp_path / "as_it_was.yaml"
-    references.update(faithful, as_it_was)
+    references.update(faithful, as_it_was, allow_weak=True)
     run_suite(*IN_RUN, f"--references={as_it_was}", f"--baseline={faithful}", "--fps-regression=0.9",
               tests=IN_RUN_TESTS).assert_outcomes(passed=2)
     better = json.loads(faithful.read_text())
@@ -319,7 +331,7 @@ def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_su
     doctored.parent.mkdir()
     doctored.write_text(json.dumps({**better, "run_id": "the-better-night"}))
     pinned = tmp_path / "pinned.yaml"
-    references.update(doctored, pinned)
+    references.update(doctored, pinned, allow_weak=True)
     red = run_suite(*IN_RUN, f"--references={pinned}", f"--baseline={faithful}", "--fps-regression=0.9",
                     tests=IN_RUN_TESTS)
     red.assert_outcomes(failed=2)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import cache
+from harness.runstate import RunState
 
 
 def test_key_depends_on_every_part_and_not_on_order():
@@ -262,14 +263,14 @@ def test_a_reader_that_pins_after_an_eviction_finds_the_entry_gone(tmp_path):
 
 
 def test_a_full_disk_names_the_cache_and_the_budget_and_leaves_no_entry(tmp_path):
-    cache_budget.configure(tmp_path, 10**9)
+    state = RunState.start(tmp_path, 10**9)
 
     def full(out: Path) -> None:
         out.write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
     with pytest.raises(CacheDiskFull) as err:
-        cache.build_once(tmp_path, "onnx/m", {"k": "full"}, full, ".onnx")
+        cache.build_once(tmp_path, "onnx/m", {"k": "full"}, full, ".onnx", state)
     message = str(err.value)
     assert str(tmp_path) in message and "1.0 GB budget" in message and "--cache-budget" in message
     assert "onnx/m/" in message

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fixtures.options import resolve_options
+from fixtures.options import judged_against, resolve_options
+from harness.records import FORMAT
 
 
 def options(**overrides):
@@ -14,7 +15,7 @@ def options(**overrides):
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
                     report_dir="reports", save_outputs=None, baseline=None, references=None, fps_regression=0.10,
                     accept_bad_items=None, accept_missing=False, workers=None, warmup=None, loop=None, save_layout="npz",
-                    seed_inputs=None, cache_budget=None)
+                    seed_inputs=None, cache_budget=None, latest=False)
     return SimpleNamespace(**{**defaults, **overrides})
 
 
@@ -60,7 +61,7 @@ def test_usage_errors_say_what_is_wrong(overrides, message):
 
 @pytest.mark.parametrize("option, content, message", [
     ("baseline", "{", "--baseline {path}: not JSON"),
-    ("baseline", '{"run_id": "old", "records": []}', "--baseline {path}: results.json format 1, this suite reads format 2"),
+    ("baseline", '{"run_id": "old", "records": []}', f"--baseline {{path}}: results.json format 1, this suite reads format {FORMAT}"),
     ("references", "format: 1\nrows: [", "--references {path}: not YAML"),
     ("references", "format: 0\n", "--references {path}: pinned-references format 0"),
     ("references", None, "--references {path}: no such file (expected a pinned-references file"),
@@ -70,7 +71,7 @@ def test_a_gate_file_that_cannot_be_read_stops_the_run_at_start_naming_it(tmp_pa
     if content is not None:
         path.write_text(content)
     with pytest.raises(pytest.UsageError) as err:
-        resolve_options(options(**{option: str(path)}))
+        judged_against(resolve_options(options(**{option: str(path)})))
     assert message.format(path=path) in str(err.value)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from harness import records, report
+from harness.records import Row, RowKey
 from harness.results import Figure, FigureKind
 from harness.backends.base import looks_like_oom
 from harness.outputs import ElementwiseStats, batches
@@ -37,8 +38,8 @@ def test_parts_from_several_workers_merge_into_one_row(tmp_path):
     records.PartWriter(tmp_path, "gw1").add(_row(2, perf={"rounds": 5}, figures=[_fps(18.0)]))
     merged = records.merge_parts(tmp_path)
     assert [r["batch_size"] for r in merged] == [1, 2]
-    assert records.figure(merged[0], "accuracy", "top1").value == 50.0
-    assert records.figure(merged[0], "perf", "fps").value == 10.0 and merged[0]["status"] == "pass"
+    assert Row.of(merged[0]).figure("accuracy", "top1").value == 50.0
+    assert Row.of(merged[0]).figure("perf", "fps").value == 10.0 and merged[0]["status"] == "pass"
 
 
 def test_run_directory_has_results_summary_plots_and_latest(tmp_path):
@@ -60,7 +61,7 @@ def test_run_directory_has_results_summary_plots_and_latest(tmp_path):
     assert "❌ FAIL" in text and "out of memory" in text and "seeded weights" in text
     assert "- onnxruntime bs1 ❌ FAIL (accuracy) top1: deployed 40 vs PyTorch 50" in text
     written = records.load_run(run_dir / "results.json")
-    assert records.figure(written.records[("m", "onnxruntime", "fp32", 1)], "perf", "fps").value == 10.0
+    assert written.row(RowKey("m", "onnxruntime", "fp32", 1)).figure("perf", "fps").value == 10.0
     for png in ("fps.png", "accuracy.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
@@ -155,16 +156,16 @@ def _horizontal_lines(ax) -> list[float]:
 
 
 def test_accuracy_plot_draws_the_published_line_only_where_it_applies(plt):
-    applies = report.render.accuracy_figure(plt, [_row(1, **_judged(80.0, "pass", "within 1 of published 81.1"))])
+    applies = report.render.accuracy_figure(plt, [Row.of(_row(1, **_judged(80.0, "pass", "within 1 of published 81.1")))])
     assert 81.1 in _horizontal_lines(applies.axes[0])
-    seeded = report.render.accuracy_figure(plt, [_row(1, **_judged(80.0))])
+    seeded = report.render.accuracy_figure(plt, [Row.of(_row(1, **_judged(80.0)))])
     ax = seeded.axes[0]
     assert 81.1 not in _horizontal_lines(ax)
     assert any("published 81.1 not drawn: seeded weights" in t.get_text().replace("\n", " ") for t in ax.texts)
 
 
 def test_accuracy_plot_makes_zero_and_nan_values_visible(plt):
-    figure = report.render.accuracy_figure(plt, [_row(1, **_judged(0.0)), _row(1, backend="openvino", **_judged(math.nan))])
+    figure = report.render.accuracy_figure(plt, [Row.of(_row(1, **_judged(0.0))), Row.of(_row(1, backend="openvino", **_judged(math.nan)))])
     ax = figure.axes[0]
     labels = [t.get_text() for t in ax.texts]
     assert labels.count("0") == 2 and "nan" in labels
@@ -175,14 +176,14 @@ def test_accuracy_plot_makes_zero_and_nan_values_visible(plt):
 
 def test_fps_plot_never_shares_axes_between_smoke_figures_and_the_reference(plt):
     smoke = [_row(bs, profile="smoke", perf={}, figures=[_fps(10.0 * bs)]) for bs in (1, 2)]
-    figure = report.render.fps_figure(plt, smoke, REFERENCE_FPS, SOC)
+    figure = report.render.fps_figure(plt, [Row.of(r) for r in smoke], REFERENCE_FPS, SOC)
     measured, reference = figure.axes[0], figure.axes[1]
     assert "not comparable with the reference" in measured.get_title()
     assert all("reference" not in line.get_label() for line in measured.get_lines())
     assert {line.get_label() for line in reference.get_lines()} == {
         "Ascend310P3 (seed reference, full shapes)", "T4 (seed reference, full shapes)"}
     full = [_row(bs, profile="full", perf={}, figures=[_fps(100.0 * bs)]) for bs in (1, 4)]
-    together = report.render.fps_figure(plt, full, REFERENCE_FPS, SOC)
+    together = report.render.fps_figure(plt, [Row.of(r) for r in full], REFERENCE_FPS, SOC)
     assert len([ax for ax in together.axes if ax.get_visible()]) == 1
     assert len(together.axes[0].get_lines()) == 3 and "full shapes" in together.axes[0].get_title()
 
@@ -205,7 +206,7 @@ def test_two_invocations_merge_into_one_report_the_gate_reads(tmp_path):
     assert report.main([str(accuracy), str(perf), "--out", str(out)]) == 0
     merged = json.loads((out / "results.json").read_text())
     row = merged["records"][0]
-    assert records.figure(row, "accuracy", "top1").value == 50.0 and records.figure(row, "perf", "fps").value == 10.0
+    assert Row.of(row).figure("accuracy", "top1").value == 50.0 and Row.of(row).figure("perf", "fps").value == 10.0
     assert merged["run_id"] == "acc+perf" and merged["merged_from"] == ["acc", "perf"]
     assert "config workers differs between the merged runs: [2, 0]" in merged["notes"]
     assert "acc: acc note" in merged["notes"] and (out / "summary.md").exists()
@@ -256,6 +257,5 @@ def test_a_new_figure_and_every_finding_kind_reach_the_summary_and_the_gate_with
     assert "| backend | bs | precision | new_speed | reference FPS | rounds | audit |" in text and "| 123 |" in text
     for kind in FindingKind:
         assert f"new_check: said as {kind.value}" in text
-    key = ("m", "onnxruntime", "fp32", 1)
-    found = {(f.kind, f.what) for f in gate.compare_row(key, row(29.0), row(30.0), 0.1)}
+    found = {(f.kind, f.what) for f in gate.compare_row(Row.of(row(29.0)), Row.of(row(30.0)), 0.1)}
     assert found == {(gate.Kind.REGRESSION, "accuracy/new_metric"), (gate.Kind.WITHIN, "perf/new_speed")}

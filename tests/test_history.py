@@ -36,7 +36,7 @@ def test_a_slow_drift_reads_since_when_and_how_much(tmp_path):
 
 
 def test_each_figure_carries_its_pin_band_published_line_and_failed_nights(tmp_path):
-    nights = history.load_nights(drifting_nights(tmp_path / "reports", 4))
+    nights, _ = history.load_nights(drifting_nights(tmp_path / "reports", 4))
     pinned = tmp_path / "pinned.yaml"
     references.update(nights[0].path, pinned)
     rows = history.row_histories(nights, references.load(pinned), fps_fraction=0.10)
@@ -56,12 +56,12 @@ def test_two_nights_without_pins_a_failed_and_an_absent_row_and_a_new_figure(tmp
     second[0]["figures"].append({"part": "accuracy", "name": "psnr", "value": 30.0, "unit": "dB",
                                  "higher_is_better": True, "kind": "accuracy", "tolerance": 0.5})
     paths = [write_night(tmp_path, "one", [record(1), record(2)], 0), write_night(tmp_path, "two", second, 1)]
-    nights = history.load_nights([paths[1].parent, paths[0]])  # folders or files, in any order
+    nights, _ = history.load_nights([paths[1].parent, paths[0]])  # folders or files, in any order
     assert [n.run_id for n in nights] == ["one", "two"]
-    rows = {row.key[3]: row for row in history.row_histories(nights, None)}
+    rows = {row.key.batch_size: row for row in history.row_histories(nights, None)}
     assert "accuracy/psnr" in rows[1].figures and rows[1].figures["accuracy/psnr"].values == [None, 30.0]
-    assert rows[2].failed[0] is None and rows[2].failed[1].startswith("its own verdict: error; ERRORED")
-    assert rows[4].present == [False, True]
+    assert rows[2].failed[0] is None and rows[2].failed[1].startswith("ERRORED m/onnxruntime/fp32/bs2 row: RuntimeError")
+    assert rows[4].present == [False, True] and rows[4].failed == [None, None]  # new on night two, not missing before
     result = _history(*paths, "--out", tmp_path / "history")
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "history" / "history.md").read_text()
@@ -70,9 +70,12 @@ def test_two_nights_without_pins_a_failed_and_an_absent_row_and_a_new_figure(tmp
     assert (tmp_path / "history" / "m-onnxruntime-fp32-bs2-smoke-nosoc.png").read_bytes().startswith(PNG)
 
 
-def test_a_night_that_cannot_be_read_is_a_usage_error_naming_it(tmp_path):
+def test_a_night_that_cannot_be_read_is_a_failed_night_named_and_the_history_goes_on(tmp_path):
+    """Issue 26: one night the history could not read (a format change) stopped the history step."""
     broken = tmp_path / "broken" / "results.json"
     broken.parent.mkdir()
     broken.write_text("{")
     result = _history(write_night(tmp_path, "one", [record(1)]), broken.parent, "--out", tmp_path / "history")
-    assert result.returncode == 2 and f"{broken}: not JSON" in result.stderr
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "history" / "history.md").read_text()
+    assert f"the night's results could not be read: {broken}: not JSON" in table

@@ -9,10 +9,15 @@ import sys
 import pytest
 import yaml
 
-from fabricated_nights import ENVIRONMENT, drop, record, set_value, write_night
-from harness import references
+from fabricated_nights import CHECKPOINT_SHA256, ENVIRONMENT, drop, record, set_value, write_night
+from harness import records, references
+from harness.records import RowKey
 
 PROJECT = references.PROJECT
+
+
+def _pin_of(loaded, record_dict):
+    return loaded.match(RowKey.of(record_dict)).pin
 
 
 def _update(tmp_path, *args) -> subprocess.CompletedProcess:
@@ -43,31 +48,60 @@ def test_update_pins_every_row_with_its_provenance(tmp_path):
                                             "tolerance": None}
     assert "accuracy/max_abs_diff" not in first["figures"]  # info figures are shown, never pinned
     loaded = references.load(pinned)
-    assert len(loaded.pins) == 2 and loaded.get(record(2)).figures["perf/fps"]["value"] == 200.0
+    assert len(loaded.pins) == 2 and _pin_of(loaded, record(2)).figures["perf/fps"].value == 200.0
+    assert first["weights"] == f"sha256:{CHECKPOINT_SHA256}" and first["data"] == "complete index (10 items)"
 
 
 def test_update_of_some_rows_keeps_the_others_and_says_what_moved(tmp_path):
     pinned = tmp_path / "pinned.yaml"
     references.update(write_night(tmp_path, "old", [record(1), record(2)]), pinned)
-    changes = references.update(write_night(tmp_path, "new", [record(1, fps=90.0), record(2, fps=10.0)], night=3),
-                                pinned, ["m/*/bs1"])
-    assert changes == ["pinned m/onnxruntime/fp32/bs1 (smoke profile, no soc): perf/fps 100 -> 90"]
+    done = references.update(write_night(tmp_path, "new", [record(1, fps=90.0), record(2, fps=10.0)], night=3),
+                             pinned, ["m/*/bs1"])
+    assert done.changes == ["pinned m/onnxruntime/fp32/bs1 (smoke profile, no soc): perf/fps 100 -> 90"]
     loaded = references.load(pinned)
-    assert loaded.get(record(1)).run == "new" and loaded.get(record(2)).run == "old"
+    assert _pin_of(loaded, record(1)).run == "new" and _pin_of(loaded, record(2)).run == "old"
     assert set(yaml.safe_load(pinned.read_text())["runs"]) == {"old", "new"}
     references.update(write_night(tmp_path, "newer", [record(2)], night=4), pinned)
     assert set(yaml.safe_load(pinned.read_text())["runs"]) == {"new", "newer"}  # a run no pin names is dropped
 
 
-def test_rows_that_failed_or_hold_no_finite_figure_are_not_pinned_and_named(tmp_path):
+def test_rows_that_failed_or_hold_no_gated_figure_are_not_pinned_and_named(tmp_path):
     pinned = tmp_path / "pinned.yaml"
-    rows = [record(1, status="fail"), set_value(record(2), "perf/fps", math.nan),
-            drop(drop(drop(record(4), "accuracy/top1"), "accuracy/epe"), "perf/fps")]
-    changes = references.update(write_night(tmp_path, "night", rows), pinned)
-    assert changes == ["not pinned m/onnxruntime/fp32/bs1 (smoke profile, no soc): its own verdict is 'fail'",
-                       "pinned m/onnxruntime/fp32/bs2 (smoke profile, no soc): accuracy/epe (none) -> 2; "
-                       "accuracy/top1 (none) -> 80 (left out, not finite: perf/fps)",
-                       "not pinned m/onnxruntime/fp32/bs4 (smoke profile, no soc): no finite gated figure"]
+    rows = [record(1, status="fail"), record(2), drop(drop(drop(record(4), "accuracy/top1"), "accuracy/epe"), "perf/fps")]
+    done = references.update(write_night(tmp_path, "night", rows), pinned)
+    assert done.changes == ["not pinned m/onnxruntime/fp32/bs1 (smoke profile, no soc): its own verdict is 'fail'",
+                            "pinned m/onnxruntime/fp32/bs2 (smoke profile, no soc): accuracy/epe (none) -> 2; "
+                            "accuracy/top1 (none) -> 80; perf/fps (none) -> 200",
+                            "not pinned m/onnxruntime/fp32/bs4 (smoke profile, no soc): no gated figure"]
+    assert done.refused == []
+
+
+def test_a_figure_that_is_not_finite_fails_the_update_and_writes_nothing(tmp_path):
+    """Issue 26: a pin whose new figure was NaN was dropped with exit 0, and the gate went silent on it."""
+    pinned = tmp_path / "pinned.yaml"
+    references.update(write_night(tmp_path, "old", [record(1)]), pinned)
+    before = pinned.read_text()
+    night = write_night(tmp_path, "night", [set_value(record(1), "perf/fps", math.nan)], night=1)
+    result = _update(tmp_path, night, "--file", pinned)
+    assert result.returncode == 1
+    assert "refused, nothing written" in result.stderr
+    assert "m/onnxruntime/fp32/bs1 (smoke profile, no soc): perf/fps not a finite figure" in result.stderr
+    assert pinned.read_text() == before
+
+
+@pytest.mark.parametrize("fields, said", [
+    ({"weights": {"source": "seeded", "seed": 0}}, "taken from weights seeded"),
+    ({"data": {"generated": True, "listed": 3, "read": 3}}, "taken from data generated"),
+    ({"data": {"generated": False, "listed": 3783, "read": 1, "missing": 3782}}, "taken from data partial: 1 of 3783"),
+])
+def test_an_update_from_seeded_weights_or_partial_data_needs_the_flag_and_says_so(tmp_path, fields, said):
+    pinned = tmp_path / "pinned.yaml"
+    night = write_night(tmp_path, "night", [record(1, **fields)])
+    refused = _update(tmp_path, night, "--file", pinned)
+    assert refused.returncode == 1 and said in refused.stderr and "--allow-weak-run" in refused.stderr
+    assert not pinned.exists()
+    allowed = _update(tmp_path, night, "--file", pinned, "--allow-weak-run")
+    assert allowed.returncode == 0 and f"({said.replace('taken from ', 'taken from ')}" in allowed.stdout
 
 
 def test_a_pattern_matching_no_row_and_an_unreadable_run_are_usage_errors(tmp_path):
@@ -77,7 +111,7 @@ def test_a_pattern_matching_no_row_and_an_unreadable_run_are_usage_errors(tmp_pa
     old = tmp_path / "old.json"
     old.write_text('{"records": []}')
     result = _update(tmp_path, old, "--file", tmp_path / "pinned.yaml")
-    assert result.returncode == 2 and f"{old}: results.json format 1, this suite reads format 2" in result.stderr
+    assert result.returncode == 2 and f"{old}: results.json format 1, this suite reads format {records.FORMAT}" in result.stderr
     assert not (tmp_path / "pinned.yaml").exists()
 
 
@@ -96,6 +130,34 @@ def test_a_hand_edited_file_that_breaks_the_format_is_refused_naming_the_row(tmp
     with pytest.raises(references.ReferencesError, match="m/onnxruntime/fp32/bs1") as error:
         references.load(pinned)
     assert message in str(error.value) and str(pinned) in str(error.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("format: 2\nruns: {}\nrows: []\nrows: []\n", "duplicate key 'rows' on line 4 (first on line 3)"),
+    ("format: 2\nformat: 2\nruns: {}\nrows: []\n", "duplicate key 'format' on line 2"),
+    ("format: 2\nruns: {}\nrows: []\npinned: []\n", "unknown field(s) pinned"),
+])
+def test_a_duplicate_key_or_an_unknown_field_is_refused_naming_it(tmp_path, text, message):
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(text)
+    with pytest.raises(references.ReferencesError) as error:
+        references.load(pinned)
+    assert message in str(error.value) and str(pinned) in str(error.value)
+
+
+def test_a_second_value_for_a_figure_is_refused_not_taken(tmp_path):
+    """Issue 26: YAML keeps the last of two keys, so a second `value:` won in silence."""
+    pinned = tmp_path / "pinned.yaml"
+    references.update(write_night(tmp_path, "night", [record(1)]), pinned)
+    lines = pinned.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "perf/fps" in line and "value: 100.0" in line)
+    lines[at] = lines[at].replace("value: 100.0", "value: 100.0, value: 1.0")
+    pinned.write_text("\n".join(lines) + "\n")
+    with pytest.raises(references.ReferencesError, match=f"duplicate key 'value' on line {at + 1}"):
+        references.load(pinned)
+    gate_run = subprocess.run([sys.executable, "-m", "harness.gate", str(write_night(tmp_path, "now", [record(1)])),
+                               "--references", str(pinned)], cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    assert gate_run.returncode == 2 and "duplicate" in gate_run.stderr
 
 
 def test_the_repositorys_pinned_references_read():

@@ -16,6 +16,7 @@ from float32_preprocess import FLOAT32_PATH
 from harness import cache, cache_budget, samples_cache, stages
 from harness.datasets import IndexedDataset, Item, ItemUnreadable
 from harness.outputs import batches
+from harness.runstate import RunState
 from harness.samples_cache import SampleCache
 from harness.spec import Sample
 
@@ -279,9 +280,8 @@ def test_a_dataset_larger_than_the_budget_is_served_whole_and_keeps_what_fits(tw
     root, items = twenty_items
     expected = [to_float(s) for item in items for s in load_frame_block(item)]
     cache_dir = tmp_path / "cache"
-    cache_budget.configure(cache_dir, 100_000)
     dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
-        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=2)
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=2, state=RunState.start(cache_dir, 100_000))
     for _ in range(2):
         served = list(dataset)
         assert [s.id for s in served] == [s.id for s in expected]
@@ -300,7 +300,7 @@ def test_a_dataset_larger_than_the_budget_is_served_whole_and_keeps_what_fits(tw
 def test_a_full_disk_while_storing_an_item_names_the_cache_and_the_budget(twenty_items, tmp_path, monkeypatch):
     root, items = twenty_items
     cache_dir = tmp_path / "cache"
-    cache_budget.configure(cache_dir, 5 * 10**9)
+    state = RunState.start(cache_dir, 5 * 10**9)
     real_save = samples_cache._save
 
     def disk_fills_up(folder, stem, array):
@@ -309,7 +309,7 @@ def test_a_full_disk_while_storing_an_item_names_the_cache_and_the_budget(twenty
 
     monkeypatch.setattr(samples_cache, "_save", disk_fills_up)
     dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
-        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0)
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0, state=state)
     with pytest.raises(cache_budget.CacheDiskFull) as err:
         list(dataset)
     message = str(err.value)
@@ -364,11 +364,10 @@ def test_a_bad_cache_budget_is_a_usage_error_naming_the_option(run_suite, value)
 
 
 def _pass_in_a_process(root, items, cache_dir, queue):
-    cache_budget.configure(cache_dir, 100_000)
     dataset = IndexedDataset(root, items, load_frame_block, finish=to_float).preprocessed(
-        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0)
+        SampleCache(cache_dir / "samples" / "m", KEY, cache_dir), workers=0, state=RunState.start(cache_dir, 100_000))
     served = [(s.id, float(s.inputs["x"][0, 0]), s.target) for s in dataset]
-    queue.put((served, dict(vars(dataset.this_pass))))
+    queue.put((served, dataset.this_pass.as_dict()))
 
 
 def test_processes_sharing_a_cache_and_its_budget_each_serve_every_sample(twenty_items, tmp_path):

@@ -1,12 +1,12 @@
 """Backends by name: ``harness.backends.<name>`` defines ``BACKEND``, its class. Adding one is a
-module here and its name in ``video_model_conformance.BACKEND_NAMES`` (the options list them
-before the harness is importable); no test changes."""
+module here and its name in ``harness.defaults.BACKEND_NAMES`` (which the options read before
+the harness is importable); no test changes."""
 from __future__ import annotations
 
 import importlib
 
 from harness.backends.base import Backend, BackendUnavailable, Session  # noqa: F401
-from video_model_conformance import BACKEND_NAMES
+from harness.defaults import BACKEND_NAMES
 
 BACKENDS = BACKEND_NAMES
 DEFAULT_BACKEND = "onnxruntime"  # the embedded default: runs on any CPU

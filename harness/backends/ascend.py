@@ -309,6 +309,9 @@ class AscendBackend(Backend):
                 "atc_options": asdict(atc_options(spec)),
                 "graph_passes_source": cache.source_hash(onnx_passes) if atc_options(spec).graph_passes else None}
 
+    def machine(self) -> None:
+        return None  # an accelerator row is keyed by its --soc
+
     def environment(self) -> dict:
         env = {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
                "ais_bench": _distribution_version("ais_bench"),

@@ -13,10 +13,10 @@ from typing import Mapping
 
 import numpy as np
 
+from harness import environment
 from harness.peak import Peak, cpu_peak
 
-# what a user may ask for ('default' = the runtime's own choice), declared once with the options
-from video_model_conformance import PRECISIONS
+from harness.defaults import PRECISIONS
 
 # Messages runtimes give when host or device memory runs out: ONNX Runtime ("Failed to allocate
 # memory"), OpenVINO and C++ (bad_alloc), ATC/ACL/aclruntime (ACL error 207001 is
@@ -150,6 +150,11 @@ class Backend(ABC):
     def environment(self) -> dict:
         """Versions and hardware that decide this backend's figures, for the report."""
         return {**self.versions(), "device": self.device}
+
+    def machine(self) -> str | None:
+        """What keeps this backend's figures apart from another machine's (a row's key): the host
+        CPU for a CPU runtime; accelerator backends return None, their rows keyed by --soc."""
+        return environment.machine()
 
     @property
     def localises(self) -> bool:

@@ -49,6 +49,9 @@ class OnnxRuntimeBackend(Backend):
 
         return "CUDAExecutionProvider" in ort.get_available_providers()
 
+    def machine(self) -> str | None:
+        return None if self._on_gpu() else super().machine()  # on the GPU, a row is keyed by --soc
+
     def _providers(self) -> list:
         if not self._on_gpu():
             return ["CPUExecutionProvider"]

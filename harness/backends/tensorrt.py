@@ -169,6 +169,9 @@ class TensorRtBackend(Backend):
                 "tf32": "off" if self.requested_precision == "fp32" else "on",
                 "fp16_flag": str(self._fp16_engine(trt))}
 
+    def machine(self) -> None:
+        return None  # an accelerator row is keyed by its --soc
+
     def environment(self) -> dict:
         return {**super().environment(), "driver": nvidia_smi("driver_version")}
 
