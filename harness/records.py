@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.cache import atomic_write
-from harness.figures import Figure, Finding, FindingKind
+from harness.figures import Figure, FigureKind, Finding, FindingKind, Verdict
 
 
 FORMAT = 3  # results.json's layout; 2: rows without 'profile', 'soc', 'machine' and gate findings as text
@@ -294,7 +294,50 @@ def load_results(path: Path) -> dict:
             RowKey.of(record)
         except KeyError as err:
             raise ResultsFormatError(f"{path}: record {number} lacks {err.args[0]}") from None
+    _validate(path, data)
     return data
+
+
+_NUMBER = {"type": ["number", "null"]}
+_TEXT = {"type": ["string", "null"]}
+# what each record of results.json holds, as the gate, the pins and the history read it: a field
+# renamed or retyped by hand (or by another version) is named where it enters, never read as absent
+RECORD_SCHEMA = {
+    "type": "object",
+    "required": list(RowKey.names()[:4]),
+    "properties": {
+        "model": {"type": "string"}, "backend": {"type": "string"}, "precision": {"type": "string"},
+        "batch_size": {"type": "integer", "minimum": 0}, "profile": _TEXT, "soc": _TEXT, "machine": _TEXT,
+        "status": {"enum": [s.value for s in Status]},
+        "figures": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["part", "name", "value", "unit", "higher_is_better", "kind"],
+            "properties": {"part": {"type": "string"}, "name": {"type": "string"}, "value": _NUMBER,
+                           "unit": {"type": "string"}, "higher_is_better": {"type": "boolean"},
+                           "kind": {"enum": [k.value for k in FigureKind]}, "tolerance": _NUMBER,
+                           "reference": _NUMBER, "reference_name": {"type": "string"},
+                           "verdict": {"enum": [v.value for v in Verdict] + [None]}}}},
+        "findings": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["kind", "part", "what", "message"],
+            "properties": {"kind": {"enum": [k.value for k in FindingKind]}, "part": {"type": "string"},
+                           "what": {"type": "string"}, "message": {"type": "string"}}}},
+        "gate": {"type": "array", "items": {
+            "type": "object", "required": ["kind", "row", "what", "detail", "against", "binding"]}},
+    },
+}
+
+
+def _validate(path: Path, data: dict) -> None:
+    """Every record against :data:`RECORD_SCHEMA` (jsonschema), or :class:`ResultsFormatError`
+    naming the record, the field and what was expected."""
+    import jsonschema  # what reads a results.json imports it; the suite's start does not need it
+
+    validator = jsonschema.Draft202012Validator(RECORD_SCHEMA)
+    for number, record in enumerate(data["records"]):
+        error = jsonschema.exceptions.best_match(validator.iter_errors(record))
+        if error is not None:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or " itself"
+            raise ResultsFormatError(f"{path}: record {number} ({RowKey.of(record).name}){where}: {error.message}")
 
 
 def load_run(path: Path) -> Run:

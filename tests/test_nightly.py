@@ -231,3 +231,19 @@ def test_a_harness_command_imports_no_runtime_or_network_library(command):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                             cwd=references.PROJECT)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+# -- 27. results read back against a schema --------------------------------------------------------------
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda f: f.update(val=f.pop("value")), "record 0 (m/onnxruntime/fp32/bs1).figures[1]: Additional properties are not allowed ('val' was unexpected)"),
+    (lambda f: f.update(kind="fast"), "record 0 (m/onnxruntime/fp32/bs1).figures[1].kind: 'fast' is not one of"),
+    (lambda f: f.update(higher_is_better="yes"), ".figures[1].higher_is_better: 'yes' is not of type 'boolean'"),
+])
+def test_a_hand_edited_results_file_is_refused_naming_the_field(tmp_path, capsys, edit, said):
+    """Issue 27: a figure field renamed read as 'the baseline has no figure'."""
+    row = record(1)
+    edit(row["figures"][1])
+    with pytest.raises(SystemExit) as exit_info:
+        gate.main([str(write_night(tmp_path, "now", [record(1)])), "--baseline", str(write_night(tmp_path, "old", [row]))])
+    assert exit_info.value.code == 2 and said in capsys.readouterr().err
