@@ -53,3 +53,18 @@ def test_the_space_form_data_root_keeps_the_rootdir_and_prints_the_skip_reasons(
     # pytest.ini's -ra: the published figure's skip says why, under the checkout's own test ids
     assert re.search(r"SKIPPED \[1\] tests/test_published\.py:\d+: efficient3dcnn: published figures do not "
                      r"apply: .*partial copy: 3782 of the 3783 listed items absent", out), out
+
+
+def _written_paths(command: list[str]) -> list[str]:
+    """What a common run writes into the checkout: --out DIR (as a folder), --benchmark-json=FILE."""
+    paths = [after.rstrip("/") + "/" for before, after in zip(command, command[1:]) if before == "--out"]
+    return paths + [word.split("=", 1)[1] for word in command if word.startswith("--benchmark-json=")]
+
+
+@pytest.mark.skipif(not (PROJECT / ".git").exists(), reason="not a git checkout")
+def test_what_the_common_runs_write_is_ignored_by_git():
+    written = [path for command in common_runs() for path in _written_paths(command)]
+    assert "history/" in written and "out.json" in written, written
+    for path in written:
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=PROJECT)
+        assert ignored.returncode == 0, f"the README's runs write {path}, which git does not ignore"
