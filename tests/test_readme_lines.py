@@ -68,3 +68,13 @@ def test_what_the_common_runs_write_is_ignored_by_git():
     for path in written:
         ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=PROJECT)
         assert ignored.returncode == 0, f"the README's runs write {path}, which git does not ignore"
+
+
+def test_every_option_of_the_common_pytest_runs_is_one_pytest_knows(tmp_path):
+    """A renamed or removed option would leave the README's line a usage error."""
+    help_text = run_as_written(["pytest", "--help"], "-p", "no:cacheprovider").stdout
+    runs = [command for command in common_runs() if command[0] == "pytest"]
+    options = {word.split("=", 1)[0] for command in runs for word in command if word.startswith("--")}
+    assert {"--data-root", "--benchmark-json", "--references", "--setup-plan"} <= options, options
+    unknown = sorted(o for o in options if not re.search(rf"(^|[\s,]){re.escape(o)}([\s=,]|$)", help_text, re.M))
+    assert not unknown, f"the README's common runs use options pytest does not know: {unknown}"
