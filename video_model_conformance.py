@@ -4,7 +4,7 @@ Installed as a pytest11 entry point so that pytest knows these options before it
 otherwise a path given as an option value (``--data-root ../shared/data``) is taken for a test
 path and the project's conftest.py is never loaded. pytest looks for its rootdir and pytest.ini
 before it loads any plugin, so such a value moves the rootdir out of the project and pytest.ini
-(``-ra``, the markers, the warning filters) is lost: :func:`pytest_load_initial_conftests` puts
+(``-ra``, ``testpaths``, the warning filters) is lost: :func:`pytest_load_initial_conftests` puts
 back what pytest finds from the test paths alone. It claims no generic import name
 (``harness``, ``models`` and ``fixtures`` are importable only in the suite's own runs, from the
 project's conftest.py), and it adds the options only to runs that concern this project (run from
