@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness import perf
 from harness.results import Figure, FigureKind
 
@@ -12,19 +14,35 @@ RATIO = Figure("perf", "reference_ratio", 0.5, "", True, FigureKind.INFO, refere
                reference_name="T4 table (compute-only)")
 
 
-def test_a_smoke_run_writes_json_that_compare_reads_with_no_ratio(run_suite, tmp_path):
+def _benchmark_json(run_suite, tmp_path, profile: str) -> tuple[str, dict]:
+    """A sandboxed perf run's --benchmark-json: its text and its one benchmark, as compare loads it."""
     out = tmp_path / "bench.json"
     result = run_suite("-m", "perf", "--models=efficient3dcnn", "--batch-sizes=1", "--loop=2", "--soc=T4",
-                       "--backend=onnxruntime", f"--benchmark-json={out}", tests=("test_perf.py",))
+                       "--backend=onnxruntime", f"--profile={profile}", f"--benchmark-json={out}",
+                       tests=("test_perf.py",))
     result.assert_outcomes(passed=1)
     text = out.read_text()
-    assert "UNSERIALIZABLE" not in text
     (bench,) = json.loads(text)["benchmarks"]
+    return text, bench
+
+
+def test_a_smoke_run_writes_json_that_compare_reads_with_no_ratio(run_suite, tmp_path):
+    text, bench = _benchmark_json(run_suite, tmp_path, "smoke")
+    assert "UNSERIALIZABLE" not in text
     assert bench["params"] == {"model": "efficient3dcnn", "backend_name": "onnxruntime", "batch_size": 1}
     info = bench["extra_info"]
     assert info["profile"] == "smoke" and info["fps"] > 0
     assert "reference_ratio" not in info and "reference_fps" not in info
     assert info["reference"].startswith("not comparable: smoke-profile shapes, while the T4 table")
+
+
+def test_a_full_profile_run_carries_the_reference_fps_and_the_ratio(run_suite, tmp_path):
+    text, bench = _benchmark_json(run_suite, tmp_path, "full")
+    assert "UNSERIALIZABLE" not in text
+    info = bench["extra_info"]
+    assert info["reference_fps"] == 73.237  # the seed's T4 column at batch size 1
+    assert info["reference_ratio"] == pytest.approx(info["fps"] / 73.237)  # no compute time on ONNX Runtime
+    assert info["reference_compared"].startswith("T4 table (end-to-end") and "reference" not in info
 
 
 def test_a_full_profile_row_carries_the_reference_fps_and_ratio():
