@@ -10,7 +10,8 @@ QUIET_S = 30.0  # a test that has printed nothing for this long says what it run
 
 class SandboxProgress:
     """``before(options)`` at the start of each sandboxed run of one test: once the test has run
-    ``quiet_s`` (default :data:`QUIET_S`) without a line, writes one naming the test, the run's number and its options."""
+    ``quiet_s`` (default :data:`QUIET_S`) without a line, writes one naming the test, the run's
+    number and its options."""
 
     def __init__(self, config, test_id: str, quiet_s: float | None = None, clock=time.monotonic):
         self.config, self.test_id, self.quiet_s, self.clock = config, test_id, quiet_s, clock

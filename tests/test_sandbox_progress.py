@@ -2,7 +2,6 @@
 (tests/sandbox_progress.py), instead of printing nothing for minutes."""
 from __future__ import annotations
 
-import pytest
 
 from sandbox_progress import SandboxProgress
 
