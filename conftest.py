@@ -12,5 +12,6 @@ pytest_plugins = [
     "fixtures.data",
     "fixtures.outputs",
     "fixtures.report",
+    "fixtures.benchmark",
     "pytester",  # the suite tests itself by running itself (tests/conftest.py: run_suite)
 ]

@@ -1,8 +1,11 @@
 """The suite's command-line options, as the one module ``pip install -e .`` installs.
 
-Installed as a pytest11 entry point so that pytest knows these options before it looks for the
-rootdir: otherwise a path given as an option value (``--data-root ../shared/data``) is taken for
-a test path and the project's conftest.py is never loaded. It claims no generic import name
+Installed as a pytest11 entry point so that pytest knows these options before it collects:
+otherwise a path given as an option value (``--data-root ../shared/data``) is taken for a test
+path and the project's conftest.py is never loaded. pytest looks for its rootdir and pytest.ini
+before it loads any plugin, so such a value moves the rootdir out of the project and pytest.ini
+(``-ra``, ``testpaths``, the warning filters) is lost: :func:`pytest_load_initial_conftests` puts
+back what pytest finds from the test paths alone. It claims no generic import name
 (``harness``, ``models`` and ``fixtures`` are importable only in the suite's own runs, from the
 project's conftest.py), and it adds the options only to runs that concern this project (run from
 inside it, or naming a path inside it), so an unrelated pytest run in the same environment is
@@ -14,6 +17,8 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 PROJECT = Path(__file__).resolve().parent
 GROUP = "video-models"
@@ -121,3 +126,30 @@ def add_options(parser) -> None:
 def pytest_addoption(parser) -> None:
     if concerns_project():
         add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args) -> None:
+    """The rootdir and pytest.ini that pytest finds from the test paths alone, not from an option's
+    value: pytest determines them before any plugin declares its options, so with the space form
+    ``--data-root ../shared/data`` it took ``../shared/data`` for a test path, rooted the run at
+    the common ancestor of that and the working directory, and found no pytest.ini there. Only
+    when no configuration file was found and none was named; the ini's ``addopts`` are added to
+    the command line as pytest adds them (pytest's documented way to add options here)."""
+    from _pytest.config.findpaths import determine_setup
+
+    known = early_config.known_args_namespace
+    if not concerns_project() or early_config.inipath is not None or known.inifilename or known.rootdir:
+        return
+    rootpath, inipath, inicfg, ignored = determine_setup(
+        inifile=None, override_ini=known.override_ini, args=known.file_or_dir, rootdir_cmd_arg=None,
+        invocation_dir=early_config.invocation_params.dir)
+    if inipath is None:
+        return
+    # pytest keeps these privately; it reads them through config.rootpath, .inipath and getini()
+    if known.confcutdir == str(early_config.rootpath):  # pytest's default: no conftest.py above it
+        known.confcutdir = str(inipath.parent)
+    early_config._rootpath, early_config._inipath, early_config._inicfg = rootpath, inipath, inicfg
+    early_config._ignored_config_files = ignored
+    early_config._inicache.clear()
+    args[:] = [*early_config.getini("addopts"), *args]

@@ -144,6 +144,9 @@ def read_output(folder: Path, input_stem: str, output_index: int,
     return data.reshape(shape)
 
 
+SINTEL_PASSES = ("clean", "final")  # the passes one_folder_per_pass splits by
+
+
 @dataclass(frozen=True)
 class SeedBinLayout:
     """Where a seed's ``*_preprocess.py`` puts each ONNX input, and what it writes beside them."""
@@ -164,6 +167,13 @@ class SeedBinLayout:
     # the pass a preprocess that writes a single one hard-codes (FlowNet2's: 'clean'), so that
     # its folder can be given as it is, without a <pass>/ level
     single_pass: str | None = None
+    # the names a pass's folder may have: the pass's own, and the one the seed's guide gives its
+    # preprocess's --output (GMA's 'data_preprocessed_{pass}')
+    pass_folders: tuple[str, ...] = ("{pass}",)
+
+    def pass_folder_names(self) -> dict[str, str]:
+        """Every accepted name of a pass folder -> its pass."""
+        return {template.format(**{"pass": p}): p for p in SINTEL_PASSES for template in self.pass_folders}
 
     def folder_of(self, sample_id: str) -> str | None:
         """The subfolder of a dump (or of the seed's inputs) holding this sample: its pass, or
@@ -355,24 +365,40 @@ def seed_input_folders(root: Path, layout: SeedBinLayout) -> dict[str | None, Pa
     """The seed's preprocessed folders under ``root`` by pass (None: one folder for every sample).
 
     One folder per pass: ``root/<pass>/`` holding the input subfolders (the seed's preprocess run
-    with ``--output root/<pass>``); where the seed's preprocess writes a single pass
-    (``layout.single_pass``), ``root`` itself may hold them, as that script writes it.
+    with ``--output root/<pass>``), or under the name the seed's guide gives it
+    (``layout.pass_folders``: GMA's ``data_preprocessed_clean``); where the seed's preprocess
+    writes a single pass (``layout.single_pass``), ``root`` itself may hold them, as that script
+    writes it. A folder of another name is refused, listing the accepted names.
     """
     root = Path(root)
     has_inputs = lambda folder: any((folder / sub).is_dir() for sub in layout.inputs.values())  # noqa: E731
     if not layout.one_folder_per_pass:
         return {None: root}
+    names = layout.pass_folder_names()
+    accepted = ", ".join(f"{name}/" for name in names)
+    if layout.single_pass:
+        accepted += f", or {root} itself for the {layout.single_pass} pass (its preprocess's --output as written)"
     if has_inputs(root):
         if layout.single_pass is None:
             raise ValueError(f"{root}: holds {', '.join(sorted(set(layout.inputs.values())))}/ directly; "
                              f"this seed preprocesses each Sintel pass into its own folder: give them "
-                             f"as {root}/clean/ and {root}/final/")
+                             f"as {root}/clean/ and {root}/final/ (accepted names: {accepted})")
         return {layout.single_pass: root}
-    folders = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and has_inputs(d)} if root.is_dir() else {}
-    if not folders:
+    found = [d for d in sorted(root.iterdir()) if d.is_dir() and has_inputs(d)] if root.is_dir() else []
+    if not found:
         raise FileNotFoundError(f"{root}: no pass folder (expected e.g. {root}/clean/"
                                 f"{next(iter(layout.inputs.values()))}/0.bin, one folder per Sintel pass "
-                                f"as the seed's preprocess writes it)")
+                                f"as the seed's preprocess writes it, named {accepted})")
+    unknown = [d.name for d in found if d.name not in names]
+    if unknown:
+        raise ValueError(f"{root}: {', '.join(f'{n}/' for n in unknown)}: not a name of a Sintel pass folder "
+                         f"of this seed (accepted names: {accepted})")
+    folders: dict[str | None, Path] = {}
+    for folder in found:
+        other = folders.setdefault(names[folder.name], folder)
+        if other is not folder:
+            raise ValueError(f"{root}: {other.name}/ and {folder.name}/ both hold the {names[folder.name]} pass; "
+                             f"give one")
     return folders
 
 

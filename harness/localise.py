@@ -49,6 +49,7 @@ alone: ``python -m harness.localise MODEL --backend openvino --precision default
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 import tempfile
@@ -150,10 +151,7 @@ class Localisation:
             return (f"no node of {self.backend} ({self.precision}) diverges beyond rel err "
                     f"{self.threshold:.0e}{where}; graph outputs: {outputs or 'not compared'}; "
                     f"{counted}.{_notes(self.notes)}")
-        growth = ""
-        if len(self.path) > 1:
-            steps = _spread(self.path[1:], 3)
-            growth = "; grows to " + ", ".join(f"{n.rel_error:.2g} at {n.node}" for n in steps)
+        growth = _along_the_path(self.path)
         return (f"divergence on {self.backend} ({self.precision}) starts at node {first.node} "
                 f"({first.op_type}, module {first.module or '<graph>'}, #{first.index} in "
                 f"topological order): rel err {first.rel_error:.2g} vs threshold "
@@ -186,6 +184,20 @@ def _describe(node: NodeError) -> str:
 
 def _notes(notes: Sequence[str]) -> str:
     return "".join(f" {n}" for n in notes)
+
+
+def _along_the_path(path: Sequence[NodeError]) -> str:
+    """How the error reads on the way from the first divergent node to the worst graph output, as
+    it is: through a normalisation or a softmax it may shrink as well as grow, so the message
+    states the values and, last, the output's error as a multiple of the first node's."""
+    if len(path) < 2:
+        return ""
+    steps = ", ".join(f"{n.rel_error:.2g} at {n.node}" for n in _spread(path[1:], 3))
+    first, last = path[0].rel_error, path[-1].rel_error
+    change = ""
+    if math.isfinite(first) and math.isfinite(last) and first > 0:
+        change = f" ({last / first:.2g}x the first node's)"
+    return f"; then along the path to the worst output: {steps}{change}"
 
 
 def _spread(items: Sequence, count: int) -> list:

@@ -206,3 +206,27 @@ def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, gfl
         runner=runner)
     return results.perf_result(spec, batch_size, loop, run.soc, gflops_per_sample,
                                backend.peak(backend.precision, run.cache_dir))
+
+
+def benchmark_params(params: Mapping[str, object]) -> dict:
+    """pytest-benchmark's ``params`` of a perf row as JSON holds them: a model by its name (its
+    ModelSpec would be written as ``UNSERIALIZABLE[...]``, which ``pytest-benchmark compare``
+    cannot group or show)."""
+    return {key: getattr(value, "name", value) for key, value in params.items()}
+
+
+def benchmark_extra_info(row: Mapping[str, object], reference_ratio: Figure | None, profile: str) -> dict:
+    """pytest-benchmark's ``extra_info`` of a perf row: its fields and figures flat, with the
+    reference of --soc beside them only where the row ran at the seeds' shapes (``--profile
+    full``): the reference FPS, the ratio and what was compared. A smoke-shape FPS is not
+    comparable with the seeds' tables, so such a row carries no ratio, only why."""
+    info = {key: value for key, value in row.items() if key != "reference_ratio"}
+    if reference_ratio is None:
+        return info
+    if profile == "full":
+        info.update(reference_fps=reference_ratio.reference, reference_ratio=reference_ratio.value,
+                    reference_compared=reference_ratio.reference_name)
+    else:
+        info["reference"] = (f"not comparable: {profile}-profile shapes, while the {reference_ratio.reference_name} "
+                             "was measured at the seed's shapes (--profile full)")
+    return info

@@ -75,9 +75,12 @@ class Result:
             raise RowFailed(f"{row}: " + "; ".join(str(f) for f in self.failures) + (f"\n{extra}" if extra else ""))
 
 
-def listing(names: Sequence[str]) -> str:
-    more = f" ... and {len(names) - NAMED} more" if len(names) > NAMED else ""
-    return ", ".join(names[:NAMED]) + more
+def listing(names: Sequence[str], count: int | None = None) -> str:
+    """The first names, then how many of the ``count`` items (default: the names) are not shown:
+    a dataset summary keeps only some of the names, so its count can exceed them."""
+    shown = list(names[:NAMED])
+    rest = (len(names) if count is None else count) - len(shown)
+    return ", ".join(shown) + (f" ... and {rest} more" if rest > 0 else "")
 
 
 # ---------------------------------------------------------------------------------------- accuracy
@@ -124,10 +127,10 @@ def data_findings(result: Result, dataset: dict, accepted: Sequence[str] = (), a
     count = len(missing) + max(dataset.get("missing", 0) - len(named_missing), 0)
     if count and accept_missing:
         result.note("data", f"{count} listed item(s) absent under {root}, left out as a partial copy "
-                            f"(--accept-missing): {listing(missing)}")
+                            f"(--accept-missing): {listing(missing, count)}")
     elif count:
-        result.fail("data", f"{count} listed item(s) missing under {root}: {listing(missing)} (a partial copy of "
-                            "the dataset? say so with --accept-missing)")
+        result.fail("data", f"{count} listed item(s) missing under {root}: {listing(missing, count)} "
+                            "(a partial copy of the dataset? say so with --accept-missing)")
     for item, why in list(failed.items())[:NAMED]:
         result.fail("data", f"unreadable item {item} under {root}: {why}")
     if len(failed) > NAMED:

@@ -14,6 +14,7 @@ import onnxsim  # noqa: F401
 import openvino  # noqa: F401
 import pytest
 import torch
+from sandbox_progress import SandboxProgress
 
 # The C extensions above are imported before any test: pytester restores sys.modules after each
 # sandboxed run, and an extension first imported during one (onnxsim's pybind11 module, say) would
@@ -187,7 +188,7 @@ def _run_in_process(pytester, args: list[str]):
 
 
 @pytest.fixture
-def run_suite(pytester, suite_cache, monkeypatch):
+def run_suite(pytester, suite_cache, monkeypatch, request):
     """Run the suite's own tests in a sandbox, as a user would, and return the result.
 
     ``run_suite(*options, plugin=SOURCE, tests=("test_accuracy.py",), project=PROJECT, cache=None, latest=True)``:
@@ -203,9 +204,11 @@ def run_suite(pytester, suite_cache, monkeypatch):
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
     pytester.syspathinsert()  # where -p finds the plugin
+    progress = SandboxProgress(request.config, request.node.nodeid)
 
     def run(*options: str, plugin: str | None = None, tests: tuple[str, ...] = ("test_accuracy.py",),
             project: Path = PROJECT, cache: Path | None = None, latest: bool = True):
+        progress.before(options)
         args = [str(project / "tests" / t) for t in tests] + (["--latest"] if latest else [])
         if plugin is not None:
             pytester.makepyfile(sandbox_fault=plugin)

@@ -18,6 +18,8 @@ from harness import export, localise_report, pictures, registry, stages
 from harness.backends import Backend, backend_class
 from harness.localise import (
     THRESHOLDS,
+    Localisation,
+    NodeError,
     localise,
     localise_failure,
     module_scope,
@@ -216,3 +218,20 @@ def test_flow_colour_code_is_middlebury():
     np.testing.assert_allclose(colour[1], [0, 1 - 2 / 11, 1], atol=1e-9)
     np.testing.assert_allclose(colour[2], [1, 1, 1])
     np.testing.assert_allclose(colour[3], [0, 0, 0])
+
+
+def _node(index: int, rel_error: float) -> NodeError:
+    return NodeError(index, f"n{index}", "Conv", "", f"t{index}", (1,), rel_error, rel_error, 1.0)
+
+
+@pytest.mark.parametrize("errors, change", [((0.053, 0.048), "0.91x"), ((0.03, 0.06, 0.9), "30x")],
+                         ids=["shrinks", "grows"])
+def test_the_message_states_the_error_along_the_path_as_it_is(errors, change):
+    """An error that shrinks after the first divergent node (a normalisation) is no growth."""
+    path = [_node(i, e) for i, e in enumerate(errors)]
+    result = Localisation("m.onnx", "openvino", "bf16", 0.02, 10, compared=path, path=path)
+    message = result.summary()
+    assert "grows" not in message
+    tail = ", ".join(f"{e:.2g} at n{i}" for i, e in enumerate(errors) if i)
+    assert f"rel err {errors[0]:.2g} vs threshold 2e-02; then along the path to the worst output: {tail} " \
+           f"({change} the first node's)" in message

@@ -26,7 +26,10 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
     def pedantic(call, rounds, warmup_rounds, setup):
         benchmark.pedantic(call, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1, setup=setup)
 
+    benchmark.params = perf.benchmark_params(request.node.callspec.params)  # before pedantic copies them
     result = perf.perf_row(model, run, backend, session, dataset, weights, batch_size, gflops_per_sample,
                            network=lambda: request.getfixturevalue("torch_network"), runner=pedantic)
-    benchmark.extra_info.update(record(result, weights=weights.provenance, environment=backend.environment()))
+    row = record(result, weights=weights.provenance, environment=backend.environment())
+    ratio = next((f for f in result.figures if f.name == "reference_ratio"), None)
+    benchmark.extra_info.update(perf.benchmark_extra_info(row, ratio, run.profile))
     result.raise_if_failed(record.row)

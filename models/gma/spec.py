@@ -47,7 +47,8 @@ SPEC = ModelSpec(
     name="gma",
     # the seed's *_preprocess.py output folder (harness/aisbench.py)
     seed_bin_layout=SeedBinLayout(inputs={"image1": "image1", "image2": "image2"}, gt="gt", gt_shape=(436, 1024, 2),
-                                  one_folder_per_pass=True),  # GMA_preprocess.py --status clean|final
+                                  one_folder_per_pass=True,  # GMA_preprocess.py --status clean|final
+                                  pass_folders=("{pass}", "data_preprocessed_{pass}")),  # its guide's --output
     task="optical flow",
     seed="002_eff5ad236b661a98.txt",
     upstream="zacjiang/GMA@2f1fd29468a86a354d44dd25d107930b3f175043",
