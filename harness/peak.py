@@ -25,7 +25,7 @@ import os
 import re
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -42,12 +42,15 @@ SYS_CPU = Path("/sys/devices/system/cpu")
 @dataclass(frozen=True)
 class Peak:
     """``gflops``: the device's dense peak at ``precision`` in GFLOP/s, or None where no figure
-    bounds it; ``source``: where the figure comes from, or why there is none."""
+    bounds it; ``source``: where the figure comes from, or why there is none; ``bandwidth_gbs``:
+    its memory bandwidth for the roofline (harness/roofline.py), or None with the reason."""
 
     device: str
     precision: str
     gflops: float | None
     source: str
+    bandwidth_gbs: float | None = None
+    bandwidth_source: str = "no memory bandwidth is known for this device"
 
     def fraction(self, gflops_per_s: float) -> float | None:
         """What share of the peak a measured rate is; None without a peak. Above 1 means the rate
@@ -229,10 +232,19 @@ def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE,
 
 
 def cpu_peak(precision: str, cache_dir: Path | None = None, table: Path = TABLE) -> Peak:
-    """This machine's CPU peak (:func:`computed_cpu_peak` of /proc/cpuinfo). The fp32 figure is
-    checked against ONNX Runtime's MatMul measured here (:func:`measured_matmul_gflops`, cached
-    under ``cache_dir``): a table row that puts the peak below a measurement is wrong for this
-    CPU, and the peak says so instead of giving fractions above 1."""
+    """This machine's CPU peak (:func:`computed_cpu_peak` of /proc/cpuinfo, its clock measured
+    where unknown) and memory bandwidth (harness/roofline.py). The fp32 figure is checked against
+    ONNX Runtime's MatMul measured here (:func:`measured_matmul_gflops`, cached under
+    ``cache_dir``): a table row that puts the peak below a measurement is wrong for this CPU, and
+    the peak says so instead of giving fractions above 1."""
+    from harness.roofline import cpu_bandwidth
+
+    bandwidth = cpu_bandwidth(cache_dir)
+    return replace(_cpu_flops_peak(precision, cache_dir, table), bandwidth_gbs=bandwidth.gbs,
+                   bandwidth_source=bandwidth.source)
+
+
+def _cpu_flops_peak(precision: str, cache_dir: Path | None, table: Path) -> Peak:
     try:
         cpu = _this_cpu()
     except ValueError as error:
