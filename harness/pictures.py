@@ -201,7 +201,7 @@ def roofline_figure(plt, rows: list[dict]):
     points = roofline_points(rows)
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    fig, ax = plt.subplots(figsize=(10.0, 5.0))
     low = min(p["intensity"] for p in points) / 4
     high = max(max(p["intensity"] for p in points) * 4, max(p["peak"] / p["bandwidth"] for p in points) * 4)
     x = np.geomspace(low, high, 200)
@@ -217,5 +217,5 @@ def roofline_figure(plt, rows: list[dict]):
     ax.set_ylabel("GFLOP/s (every kernel tap)")
     ax.set_title("Roofline: each perf row against min(peak, intensity × bandwidth)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
