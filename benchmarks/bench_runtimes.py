@@ -88,8 +88,8 @@ def layers(spec, profile: str, cache: Path, top: int = 12) -> None:
     feeds = export.random_feeds(spec, profile, 1)
     artifact, _ = _suite_session(OpenVinoBackend("fp32"), spec, profile, cache)
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(Path(artifact) / IR_XML)), "CPU",
-                                  {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": "YES"})
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": "YES"}
+    compiled = core.compile_model(core.read_model(str(Path(artifact) / IR_XML)), "CPU", config)
     request = compiled.create_infer_request()
     request.infer(feeds)
     request.infer(feeds)

@@ -69,7 +69,9 @@ double triad(float *a, const float *b, const float *c, float s, long n) {
 """
 FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC")
 FMA_ITERATIONS = 2_000_000  # 10-30 ms at 2-4 GHz: short, so that some round runs undisturbed
-TRIAD_ELEMENTS = 1 << 24  # 64 MiB an array, three arrays per thread
+# each array 128 MiB over all threads (384 MiB for the three): beyond the last-level cache of
+# every CPU but those with stacked cache (AMD's -X parts, up to 1.1 GiB)
+TRIAD_ELEMENTS = 1 << 25
 FMA_ROUNDS = 30
 TRIAD_ROUNDS = 5
 
@@ -80,16 +82,17 @@ class KernelUnavailable(RuntimeError):
 
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL:
-    folder = Path(tempfile.mkdtemp(prefix="kernels-"))
-    (folder / "kernels.c").write_text(SOURCE)
-    try:
-        built = subprocess.run(["cc", *FLAGS, "-o", str(folder / "kernels.so"), str(folder / "kernels.c")],
-                               capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise KernelUnavailable(f"no C compiler to build the FMA and triad kernels (cc: {error})") from None
-    if built.returncode:
-        raise KernelUnavailable(f"cc {' '.join(FLAGS)} refused the kernels: {built.stderr.strip()[-300:]}")
-    library = ctypes.CDLL(str(folder / "kernels.so"))
+    with tempfile.TemporaryDirectory(prefix="kernels-") as folder:
+        source, built = Path(folder) / "kernels.c", Path(folder) / "kernels.so"
+        source.write_text(SOURCE)
+        try:
+            done = subprocess.run(["cc", *FLAGS, "-o", str(built), str(source)], capture_output=True, text=True,
+                                  timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise KernelUnavailable(f"no C compiler to build the FMA and triad kernels (cc: {error})") from None
+        if done.returncode:
+            raise KernelUnavailable(f"cc {' '.join(FLAGS)} refused the kernels: {done.stderr.strip()[-300:]}")
+        library = ctypes.CDLL(str(built))  # mapped: the file may go with its folder
     library.fma_loop.restype = ctypes.c_double
     library.fma_loop.argtypes = [ctypes.c_long, ctypes.c_void_p]
     library.triad.restype = ctypes.c_double
@@ -104,21 +107,22 @@ def fma_gflops_per_core(iterations: int = FMA_ITERATIONS, rounds: int = FMA_ROUN
 
 
 def triad_gbs(elements: int = TRIAD_ELEMENTS, rounds: int = TRIAD_ROUNDS) -> float:
-    """GB/s of the triad on every usable logical CPU at once, each on its own arrays: the sum of
-    the threads' rates, best round."""
+    """GB/s of the triad on every usable logical CPU at once, each on its share of ``elements``:
+    the sum of the threads' rates, best round."""
     import numpy as np
 
     library, count = _library(), len(os.sched_getaffinity(0))
-    arrays = [[np.full(elements, v, dtype=np.float32) for v in (0.0, 1.0, 2.0)] for _ in range(count)]
+    share = elements // count
+    arrays = [[np.full(share, v, dtype=np.float32) for v in (0.0, 1.0, 2.0)] for _ in range(count)]
+
+    def work(i: int, rates: list[float]) -> None:
+        a, b, c = arrays[i]
+        rates[i] = library.triad(a.ctypes.data, b.ctypes.data, c.ctypes.data, 3.0, share)
+
     best = 0.0
     for _ in range(rounds):
         rates = [0.0] * count
-
-        def work(i):
-            a, b, c = arrays[i]
-            rates[i] = library.triad(a.ctypes.data, b.ctypes.data, c.ctypes.data, 3.0, elements)
-
-        pool = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+        pool = [threading.Thread(target=work, args=(i, rates)) for i in range(count)]
         for thread in pool:
             thread.start()
         for thread in pool:

@@ -100,7 +100,7 @@ def _add_roofline(result, count, rate: float, batch_size: int, peak) -> None:
     result.figures.append(Figure("perf", "arithmetic_intensity", intensity, "FLOP/byte", True, FigureKind.INFO,
                                  reference=moved, reference_name="bytes per sample: weights / batch + "
                                                                  "activations written and read once"))
-    bandwidth = getattr(peak, "bandwidth_gbs", None)
+    bandwidth = peak.bandwidth_gbs
     if not bandwidth:
         return
     roof = roof_gflops(peak.gflops, bandwidth, intensity)
@@ -117,7 +117,8 @@ def _add_roofline(result, count, rate: float, batch_size: int, peak) -> None:
 def above_peak_message(rate: float, useful_rate: float, peak) -> str:
     """Why a row can read above its peak, the likeliest first: which of the count, the peak or
     the timing is suspect."""
-    head = f"{rate:.4g} GFLOP/s is {rate / peak.gflops:.2f}x the device's peak {peak.gflops:.4g} GFLOP/s ({peak.source})"
+    head = (f"{rate:.4g} GFLOP/s is {rate / peak.gflops:.2f}x the device's peak {peak.gflops:.4g} GFLOP/s "
+            f"({peak.source})")
     winograd = ("a fast algorithm such as Winograd or FFT convolution does fewer multiplies than the direct "
                 "count divided here, and can read above 1")
     if useful_rate <= peak.gflops:
