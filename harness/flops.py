@@ -6,7 +6,8 @@ multiply-add of a Conv, ConvTranspose, MatMul or Gemm is 2 FLOPs, and every kern
 those on zero padding included (im2col convolutions, ONNX Runtime's among them, multiply them).
 The "useful" count beside it leaves out the taps that read or write zero padding: the work a
 direct convolution cannot avoid. Other ops (activations, pooling, normalisation, resampling,
-elementwise products) are memory-bound and left out of both, as those tables do.
+elementwise products) are memory-bound and left out of both, as those tables do; so is a
+contraction the export spelled out in elementwise ops (FlowNet2's correlation: Mul, ReduceMean).
 
 Every node of a counted type is counted. A node whose shapes cannot be known, or a contraction
 of a type this counter has no rule for (Einsum, the quantised convolutions), is named in
