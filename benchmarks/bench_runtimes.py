@@ -9,8 +9,8 @@
 - OpenVINO: the suite's compiled model against ``benchmark_app -hint latency -api sync`` on the
   same IR (its median latency).
 
-Each cycle times ``--rounds`` runs of each side, one side after the other, so both share the
-machine's load; FPS = 1000 / median ms over all cycles, batch size 1.
+Each cycle times ``--rounds`` runs of each side, one side after the other (ONNX Runtime's in
+turn first), so both share the machine's load; FPS = 1000 / median ms over all cycles, batch 1.
 """
 from __future__ import annotations
 
@@ -52,11 +52,11 @@ def onnxruntime_pair(spec, profile: str, cache: Path, cycles: int, rounds: int) 
     artifact, suite = _suite_session(OnnxRuntimeBackend("fp32"), spec, profile, cache)
     bare = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
     feeds = export.random_feeds(spec, profile, 1)
-    ours, theirs = [], []
-    for _ in range(cycles):
-        ours += _timed_ms(suite.run, feeds, rounds)
-        theirs += _timed_ms(lambda f: bare.run(None, f), feeds, rounds)
-    return 1000.0 / statistics.median(ours), 1000.0 / statistics.median(theirs)
+    sides = [(suite.run, []), (lambda f: bare.run(None, f), [])]
+    for cycle in range(cycles):
+        for run, times in sides[::-1] if cycle % 2 else sides:  # each side first on every other cycle
+            times += _timed_ms(run, feeds, rounds)
+    return tuple(1000.0 / statistics.median(times) for _, times in sides)
 
 
 def openvino_pair(spec, profile: str, cache: Path, cycles: int, rounds: int) -> tuple[float, float]:
