@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -204,10 +204,10 @@ class MeasuredClock:
 
 
 def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE,
-                      measured: MeasuredClock | None = None) -> Peak:
+                      measure: Callable[[], MeasuredClock | None] | None = None) -> Peak:
     """The dense peak of ``cpu`` at ``precision`` ('fp32', 'bf16', 'fp16'): physical cores x
     highest clock x FLOP/cycle/core of the first row of ``table`` that matches it. The clock is
-    cpufreq's, else the row's max_ghz, else the ``measured`` one."""
+    cpufreq's, else the row's max_ghz, else what ``measure()`` finds."""
     device = f"{cpu.model_name} ({cpu.cores} core{'s' if cpu.cores != 1 else ''})"
     rows = [r for r in load_table(table)[0] if precision in r.flops_per_cycle and r.matches(cpu)]
     if not rows:
@@ -219,7 +219,7 @@ def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE,
         ghz, clock = cpu.max_ghz, "cpufreq cpuinfo_max_freq"
     elif row.max_ghz is not None:
         ghz, clock = row.max_ghz, row.max_ghz_source
-    elif measured is not None:
+    elif measure is not None and (measured := measure()) is not None:
         ghz, clock = measured.ghz, measured.source
     else:
         return Peak(device, precision, None,
@@ -249,9 +249,7 @@ def _cpu_flops_peak(precision: str, cache_dir: Path | None, table: Path) -> Peak
         cpu = _this_cpu()
     except ValueError as error:
         return Peak("cpu", precision, None, f"no CPU description: {error}")
-    peak = computed_cpu_peak(precision, cpu, table)
-    if peak.gflops is None and peak.source.startswith("the highest clock of this CPU is unknown"):
-        peak = computed_cpu_peak(precision, cpu, table, measured_clock(cpu, table, cache_dir))
+    peak = computed_cpu_peak(precision, cpu, table, lambda: measured_clock(cpu, table, cache_dir))
     if precision == "fp32" and peak.gflops is not None:
         measured = _matmul_floor(None if cache_dir is None else Path(cache_dir))
         if measured > peak.gflops:
