@@ -3,9 +3,12 @@
 A CPU's peak is the physical cores this process may use x their highest clock x the FLOPs per
 cycle per core its FMA units do at that precision; an accelerator's is the vendor's documented
 dense figure for the device found. The figures and the source of each are in ``peaks.toml``
-beside this module. A device, precision or clock the table cannot bound gets no peak
-(``Peak.gflops`` None, ``Peak.source`` saying why), so no fraction of peak is reported for it:
-a fraction is only worth printing when its denominator bounds what any runtime can reach.
+beside this module. Where neither Linux (cpufreq) nor the table bounds a CPU's clock, the clock
+is measured: what an FMA-bound kernel does per second on one core (harness/kernels.py, cached per
+machine) over the FLOP/cycle of the table's fp32 row, and the source says it was measured. A
+device or precision the table cannot bound gets no peak (``Peak.gflops`` None, ``Peak.source``
+saying why), so no fraction of peak is reported for it: a fraction is only worth printing when
+its denominator bounds what any runtime can reach.
 
 The clock is never /proc/cpuinfo's "cpu MHz": that is the current or nominal clock (2596 MHz on
 this project's KVM guest, where ONNX Runtime's MatMul alone implies at least 3.2 GHz at 32 FLOP
@@ -22,10 +25,10 @@ import os
 import re
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -39,12 +42,15 @@ SYS_CPU = Path("/sys/devices/system/cpu")
 @dataclass(frozen=True)
 class Peak:
     """``gflops``: the device's dense peak at ``precision`` in GFLOP/s, or None where no figure
-    bounds it; ``source``: where the figure comes from, or why there is none."""
+    bounds it; ``source``: where the figure comes from, or why there is none; ``bandwidth_gbs``:
+    its memory bandwidth for the roofline (harness/roofline.py), or None with the reason."""
 
     device: str
     precision: str
     gflops: float | None
     source: str
+    bandwidth_gbs: float | None = None
+    bandwidth_source: str = "no memory bandwidth is known for this device"
 
     def fraction(self, gflops_per_s: float) -> float | None:
         """What share of the peak a measured rate is; None without a peak. Above 1 means the rate
@@ -189,9 +195,19 @@ def _this_cpu() -> CpuInfo:
     return read_cpu(text)
 
 
-def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE) -> Peak:
+@dataclass(frozen=True)
+class MeasuredClock:
+    """The clock one core holds under an FMA-bound load, and how it was found."""
+
+    ghz: float
+    source: str
+
+
+def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE,
+                      measure: Callable[[], MeasuredClock | None] | None = None) -> Peak:
     """The dense peak of ``cpu`` at ``precision`` ('fp32', 'bf16', 'fp16'): physical cores x
-    highest clock x FLOP/cycle/core of the first row of ``table`` that matches it."""
+    highest clock x FLOP/cycle/core of the first row of ``table`` that matches it. The clock is
+    cpufreq's, else the row's max_ghz, else what ``measure()`` finds."""
     device = f"{cpu.model_name} ({cpu.cores} core{'s' if cpu.cores != 1 else ''})"
     rows = [r for r in load_table(table)[0] if precision in r.flops_per_cycle and r.matches(cpu)]
     if not rows:
@@ -203,10 +219,12 @@ def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE) -> Peak
         ghz, clock = cpu.max_ghz, "cpufreq cpuinfo_max_freq"
     elif row.max_ghz is not None:
         ghz, clock = row.max_ghz, row.max_ghz_source
+    elif measure is not None and (measured := measure()) is not None:
+        ghz, clock = measured.ghz, measured.source
     else:
         return Peak(device, precision, None,
-                    f"the highest clock of this CPU is unknown: Linux exposes no cpufreq here and "
-                    f"{table.name}'s row {row.name!r} declares no max_ghz")
+                    f"the highest clock of this CPU is unknown: Linux exposes no cpufreq here, "
+                    f"{table.name}'s row {row.name!r} declares no max_ghz and none was measured")
     per_cycle = row.flops_per_cycle[precision]
     return Peak(device, precision, cpu.cores * ghz * per_cycle,
                 f"{cpu.cores} core(s) x {ghz:g} GHz ({clock}) x {per_cycle:g} {precision} "
@@ -214,15 +232,24 @@ def computed_cpu_peak(precision: str, cpu: CpuInfo, table: Path = TABLE) -> Peak
 
 
 def cpu_peak(precision: str, cache_dir: Path | None = None, table: Path = TABLE) -> Peak:
-    """This machine's CPU peak (:func:`computed_cpu_peak` of /proc/cpuinfo). The fp32 figure is
-    checked against ONNX Runtime's MatMul measured here (:func:`measured_matmul_gflops`, cached
-    under ``cache_dir``): a table row that puts the peak below a measurement is wrong for this
-    CPU, and the peak says so instead of giving fractions above 1."""
+    """This machine's CPU peak (:func:`computed_cpu_peak` of /proc/cpuinfo, its clock measured
+    where unknown) and memory bandwidth (harness/roofline.py). The fp32 figure is checked against
+    ONNX Runtime's MatMul measured here (:func:`measured_matmul_gflops`, cached under
+    ``cache_dir``): a table row that puts the peak below a measurement is wrong for this CPU, and
+    the peak says so instead of giving fractions above 1."""
+    from harness.roofline import cpu_bandwidth
+
+    bandwidth = cpu_bandwidth(cache_dir)
+    return replace(_cpu_flops_peak(precision, cache_dir, table), bandwidth_gbs=bandwidth.gbs,
+                   bandwidth_source=bandwidth.source)
+
+
+def _cpu_flops_peak(precision: str, cache_dir: Path | None, table: Path) -> Peak:
     try:
         cpu = _this_cpu()
     except ValueError as error:
         return Peak("cpu", precision, None, f"no CPU description: {error}")
-    peak = computed_cpu_peak(precision, cpu, table)
+    peak = computed_cpu_peak(precision, cpu, table, lambda: measured_clock(cpu, table, cache_dir))
     if precision == "fp32" and peak.gflops is not None:
         measured = _matmul_floor(None if cache_dir is None else Path(cache_dir))
         if measured > peak.gflops:
@@ -230,6 +257,38 @@ def cpu_peak(precision: str, cache_dir: Path | None = None, table: Path = TABLE)
                         f"ONNX Runtime's fp32 MatMul reached {measured:.1f} GFLOP/s here, above the "
                         f"{peak.gflops:.1f} computed as {peak.source}: that row is wrong for this CPU")
     return peak
+
+
+def measured_clock(cpu: CpuInfo, table: Path = TABLE, cache_dir: Path | None = None) -> MeasuredClock | None:
+    """The clock implied by the FMA-bound kernel's rate on one core over the FLOP/cycle of the
+    table's fp32 row for ``cpu``; None (the peak then says why) where no row or no kernel."""
+    from harness.kernels import KernelUnavailable
+
+    rows = [r for r in load_table(table)[0] if "fp32" in r.flops_per_cycle and r.matches(cpu)]
+    if not rows:
+        return None
+    try:
+        per_core = _fma_per_core(None if cache_dir is None else Path(cache_dir))
+    except KernelUnavailable:
+        return None
+    per_cycle = rows[0].flops_per_cycle["fp32"]
+    return MeasuredClock(per_core / per_cycle, (
+        f"measured here: an FMA-bound kernel (harness/kernels.py) did {per_core:.1f} fp32 GFLOP/s on one "
+        f"core, which at {per_cycle:g} FLOP/cycle ({rows[0].name}) is {per_core / per_cycle:.2f} GHz"))
+
+
+@lru_cache(maxsize=None)
+def _fma_per_core(cache_dir: Path | None) -> float:
+    """The FMA kernel's GFLOP/s on one core, measured (or read from ``cache_dir``) once per process."""
+    from harness import cache, kernels
+
+    if cache_dir is None:
+        return kernels.fma_gflops_per_core()
+    key = {**_machine_key(), "method": "FMA-bound kernel, one core, best round",
+           "kernel": cache.content_key({"source": kernels.SOURCE, "flags": kernels.FLAGS})}
+    path = cache.build_once(cache_dir, "peak", key, lambda out: out.write_text(
+        json.dumps({"fma_gflops_per_core": kernels.fma_gflops_per_core()})), ".json")
+    return float(json.loads(path.read_text())["fma_gflops_per_core"])
 
 
 @lru_cache(maxsize=None)

@@ -182,7 +182,7 @@ SMOKE_LOOP = 5  # timed runs per row at smoke shapes: figures to compare runs, n
 AIS_BENCH_WARMUP = 1  # ais_bench's --warmup_count default
 
 
-def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, gflops_per_sample: float | None,
+def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, graph_count,
              network: Callable, runner=plain_runner):
     """The perf stage of one row: the first batch of the dataset, PyTorch's outputs for it (the
     reference cache, ``network()`` only on a miss), the checked loop, the result."""
@@ -204,7 +204,7 @@ def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, gfl
         declared_outputs=spec.profile(run.profile).outputs, precision=backend.precision,
         runtime=f"{backend.name} ({backend.precision})", reports_compute_time=backend.reports_compute_time,
         runner=runner)
-    return results.perf_result(spec, batch_size, loop, run.soc, gflops_per_sample,
+    return results.perf_result(spec, batch_size, loop, run.soc, graph_count,
                                backend.peak(backend.precision, run.cache_dir))
 
 

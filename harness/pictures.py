@@ -176,3 +176,44 @@ def worst_sample(spec, reference_outputs: Mapping[str, np.ndarray],
     fig.savefig(path)
     plt.close(fig)
     return path, left_out
+
+
+def roofline_points(rows: list) -> list[dict]:
+    """Each perf row (:class:`harness.records.Row`) with a roofline: its label, arithmetic
+    intensity (FLOP/byte), GFLOP/s, and the roof it is held to (peak GFLOP/s and bandwidth GB/s,
+    harness/roofline.py)."""
+    points = []
+    for r in rows:
+        found = {n: r.figure("perf", n) for n in ("arithmetic_intensity", "gflops_per_s", "roofline_gflops_per_s")}
+        peak = r.part("perf").get("peak") or {}
+        if all(f is not None and f.value for f in found.values()) and peak.get("gflops") and peak.get("bandwidth_gbs"):
+            points.append({"label": f"{r.key.model} {r.key.backend} {r.key.precision} bs{r.key.batch_size}",
+                           "intensity": found["arithmetic_intensity"].value, "gflops": found["gflops_per_s"].value,
+                           "peak": peak["gflops"], "bandwidth": peak["bandwidth_gbs"], "precision": r.key.precision})
+    return points
+
+
+def roofline_figure(plt, rows: list):
+    """The rows on a roofline plot (log-log): one roof per (peak, bandwidth) the rows ran under,
+    min(peak, intensity x bandwidth), and each row's GFLOP/s at its intensity. None without points."""
+    points = roofline_points(rows)
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(10.0, 5.0))
+    low = min(p["intensity"] for p in points) / 4
+    high = max(max(p["intensity"] for p in points) * 4, max(p["peak"] / p["bandwidth"] for p in points) * 4)
+    x = np.geomspace(low, high, 200)
+    for precision, peak, bandwidth in sorted({(p["precision"], p["peak"], p["bandwidth"]) for p in points}):
+        ax.plot(x, np.minimum(peak, x * bandwidth), "-", alpha=0.7,
+                label=f"roof {precision}: {peak:.0f} GFLOP/s, {bandwidth:.0f} GB/s")
+    markers = "os^vD<>ph*"
+    for i, p in enumerate(points):
+        ax.plot(p["intensity"], p["gflops"], markers[i % len(markers)], label=p["label"])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte moved, unfused)")
+    ax.set_ylabel("GFLOP/s (every kernel tap)")
+    ax.set_title("Roofline: each perf row against min(peak, intensity × bandwidth)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig

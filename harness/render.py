@@ -258,9 +258,11 @@ HOW_MEASURED = [
     "1000 · batch / mean device compute ms, as ais_bench states it, where the runtime reports it. Every round's "
     "times are checked (finite, positive, compute within the round's wall time) and every round's outputs "
     "audited (the first against PyTorch, the others against the first).",
-    "- GFLOP/s = GFLOPs per sample (Conv/ConvTranspose/MatMul/Gemm multiply-adds × 2, counted once from the "
-    "ONNX graph) × FPS; 'fraction_of_peak' divides by the device's declared peak at the precision that ran "
-    "(named in results.json); no declared peak, no fraction.",
+    "- GFLOP/s = GFLOPs per sample (Conv/ConvTranspose/MatMul/Gemm multiply-adds × 2, every kernel tap, counted "
+    "once from the ONNX graph; 'useful' leaves out the taps on zero padding) × FPS; 'fraction_of_peak' divides by "
+    "the device's peak at the precision that ran (documented, or measured where the clock is unknown: named in "
+    "results.json); 'fraction_of_roofline' by min(peak, arithmetic intensity × measured triad bandwidth), the "
+    "intensity counting weights once per batch and every activation written and read once.",
     "- Accuracy: the same samples go through PyTorch and the deployed artifact in lockstep; "
     "'delta' = deployed − PyTorch, judged by the model spec's tolerance for the precision the runtime actually ran at.",
     "- Published figures apply only with the real checkpoint and the complete dataset; otherwise the reason is given.", ""]
@@ -277,15 +279,18 @@ def _panels(plt, count: int, size: tuple[float, float]):
 
 
 def write_plots(run_dir: Path, rows: list[Row], reference_fps: dict, soc: str | None) -> list[str]:
-    """``fps.png`` and ``accuracy.png`` in ``run_dir``; returns the names written."""
+    """``fps.png``, ``accuracy.png`` and ``roofline.png`` in ``run_dir``; returns the names written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.pictures import roofline_figure
+
     written = []
     for name, figure in (("fps.png", fps_figure(plt, rows, reference_fps, soc)),
-                         ("accuracy.png", accuracy_figure(plt, rows))):
+                         ("accuracy.png", accuracy_figure(plt, rows)),
+                         ("roofline.png", roofline_figure(plt, rows))):
         if figure is not None:
             figure.tight_layout()
             figure.savefig(run_dir / name, dpi=110)

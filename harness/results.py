@@ -211,12 +211,12 @@ class PerfResult(Result):
         return {**self.timing, "peak": self.peak}
 
 
-def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_per_sample: float | None,
-                peak) -> PerfResult:
+def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, graph_count, peak) -> PerfResult:
     """The perf row from a checked timed loop (:class:`harness.perf.TimedLoop`): FPS and latency,
     the reference FPS of --soc and the ratio of like with like (the seeds' tables are ais_bench
     compute-only figures, so the ratio uses compute-only FPS where the runtime reports it), the
-    GFLOP/s and the fraction of the device's declared peak (no peak, no fraction)."""
+    GFLOP/s of ``graph_count`` (:class:`harness.flops.GraphCount`, None: no count), the fraction
+    of the device's peak (no peak, no fraction) and of the row's roofline (harness/roofline.py)."""
     result = PerfResult(timing=loop.description(), peak=asdict(peak) if peak is not None else None)
     result.findings += loop.findings
     figures = loop.figures(batch_size)
@@ -230,18 +230,10 @@ def perf_result(spec: ModelSpec, batch_size: int, loop, soc: str | None, gflops_
         ratio = compared.value / reference if compared is not None and compared.value is not None else None
         result.figures.append(Figure("perf", "reference_ratio", ratio, "", True, FigureKind.INFO,
                                      reference=float(reference), reference_name=f"{soc} table ({basis})"))
-    if gflops_per_sample and compared is not None and compared.value is not None:
-        rate = gflops_per_sample * compared.value
-        result.figures.append(Figure("perf", "gflops_per_s", rate, "GFLOP/s", True, FigureKind.INFO,
-                                     reference=gflops_per_sample, reference_name="GFLOPs per sample"))
-        if peak is not None and peak.gflops:
-            fraction = rate / peak.gflops
-            result.figures.append(Figure("perf", "fraction_of_peak", fraction, "", True, FigureKind.INFO,
-                                         reference=peak.gflops, reference_name=peak.source))
-            if fraction > 1:
-                result.fail("fraction_of_peak", f"{rate:.4g} GFLOP/s is {fraction:.2f}x the device's declared peak "
-                                                f"{peak.gflops:.4g} GFLOP/s ({peak.source}): the timing or the "
-                                                "peak is wrong")
+    if graph_count is not None and compared is not None and compared.value is not None:
+        from harness.roofline import add_efficiency
+
+        add_efficiency(result, graph_count, compared.value, batch_size, peak)
     return result
 
 

@@ -62,11 +62,12 @@ def test_a_cuda_session_on_cuda_opens(monkeypatch):
 
 @pytest.mark.parametrize("available", [["CPUExecutionProvider"],
                                        ["CUDAExecutionProvider", "CPUExecutionProvider"]])
-def test_intra_op_threads_do_not_spin(monkeypatch, available):
+def test_intra_op_threads_spin_within_a_run_and_stop_when_it_returns(monkeypatch, available):
     ort = fake_onnxruntime(available, available)
     monkeypatch.setitem(sys.modules, "onnxruntime", ort)
     OnnxRuntimeBackend("fp32").open(Path("model.onnx"), {"x": (1, 3)})
-    assert ort.opened[0].options.entries["session.intra_op.allow_spinning"] == "0"
+    entries = ort.opened[0].options.entries
+    assert entries["session.intra_op.allow_spinning"] == "1" and entries["session.force_spinning_stop"] == "1"
 
 
 def test_the_real_runtime_accepts_the_spinning_entry(tmp_path):

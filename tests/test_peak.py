@@ -107,17 +107,63 @@ def test_a_cpu_peak_is_physical_cores_times_highest_clock_times_flops_per_cycle(
     assert peak.computed_cpu_peak("fp32", pinned).gflops == pytest.approx(3.8 * 64)
 
 
-def test_a_hidden_epyc_clock_is_bounded_by_its_series_and_an_unknown_clock_gives_no_peak(tmp_path):
+def test_a_hidden_clock_is_bounded_by_its_generation(tmp_path):
+    """A VM that hides the SKU and cpufreq: the highest boost of the generation the row matches."""
     flags = "fpu sse avx avx2 fma avx512f avx512_bf16 hypervisor"
     epyc = peak.read_cpu(_cpuinfo([(0, 0, 0), (1, 0, 1)], "AuthenticAMD", 25, 17, "AMD EPYC", flags),
                          usable={0, 1}, sys_cpu=tmp_path)
     found = peak.computed_cpu_peak("fp32", epyc)
     assert found.gflops == pytest.approx(2 * 4.4 * 32) and "EPYC 9174F" in found.source
     assert peak.computed_cpu_peak("bf16", epyc).gflops == pytest.approx(2 * 4.4 * 64)
-    xeon_vm = peak.read_cpu(_cpuinfo(XEON[:2], "GenuineIntel", 6, 143, "Intel(R) Xeon(R) Platinum 8480+",
+    xeon_vm = peak.read_cpu(_cpuinfo(XEON[:2], "GenuineIntel", 6, 143, "Intel Xeon Processor (SapphireRapids)",
                                      XEON_FLAGS), usable={0, 1}, sys_cpu=tmp_path)
-    unknown = peak.computed_cpu_peak("fp32", xeon_vm)
-    assert unknown.gflops is None and unknown.source.startswith("the highest clock of this CPU is unknown")
+    found = peak.computed_cpu_peak("fp32", xeon_vm)
+    assert found.gflops == pytest.approx(2 * 4.8 * 64) and "Xeon w9-3495X, 4.8 GHz" in found.source
+    assert peak.computed_cpu_peak("bf16", xeon_vm).gflops == pytest.approx(2 * 4.8 * 1024)  # AMX
+
+
+def _unknown_xeon(tmp_path):
+    """An Intel CPU of a model no row bounds, behind a hypervisor that hides cpufreq."""
+    return peak.read_cpu(_cpuinfo(XEON[:2], "GenuineIntel", 6, 250, "Intel Xeon Processor (Future)", XEON_FLAGS),
+                         usable={0, 1}, sys_cpu=tmp_path)
+
+
+def test_an_unknown_clock_is_measured_by_an_fma_bound_kernel_and_says_so(tmp_path, monkeypatch):
+    cpu = _unknown_xeon(tmp_path)
+    assert peak.computed_cpu_peak("fp32", cpu).source.startswith("the highest clock of this CPU is unknown")
+    monkeypatch.setattr(peak, "_this_cpu", lambda: cpu)
+    monkeypatch.setattr(peak, "_fma_per_core", lambda cache_dir: 200.0)  # 64 FLOP/cycle: 3.125 GHz
+    monkeypatch.setattr(peak, "_matmul_floor", lambda cache_dir: 100.0)
+    fp32, bf16 = peak.cpu_peak("fp32"), peak.cpu_peak("bf16")
+    assert fp32.gflops == pytest.approx(2 * 200.0) and bf16.gflops == pytest.approx(2 * 3.125 * 1024)  # AMX
+    assert fp32.source.startswith("2 core(s) x 3.125 GHz (measured here: an FMA-bound kernel "
+                                  "(harness/kernels.py) did 200.0 fp32 GFLOP/s on one core")
+
+
+def test_without_a_compiler_an_unknown_clock_gives_no_peak(tmp_path, monkeypatch):
+    from harness import kernels
+
+    def no_compiler(cache_dir):
+        raise kernels.KernelUnavailable("no C compiler")
+
+    monkeypatch.setattr(peak, "_this_cpu", lambda: _unknown_xeon(tmp_path))
+    monkeypatch.setattr(peak, "_fma_per_core", no_compiler)
+    found = peak.cpu_peak("fp32")
+    assert found.gflops is None and "declares no max_ghz and none was measured" in found.source
+
+
+def test_the_fma_kernel_measures_this_core_once_per_machine(tmp_path, monkeypatch):
+    """The kernel really runs here (a core does at least a few fp32 FLOP per cycle at 1 GHz and no
+    more than AVX-512's 64 at 6 GHz), and the second call reads the cache."""
+    from harness import kernels
+
+    peak._fma_per_core.cache_clear()
+    first = peak._fma_per_core(tmp_path)
+    assert 4 < first < 64 * 6
+    monkeypatch.setattr(kernels, "fma_gflops_per_core", lambda: pytest.fail("measured again"))
+    peak._fma_per_core.cache_clear()
+    assert peak._fma_per_core(tmp_path) == first
+    peak._fma_per_core.cache_clear()
 
 
 def test_a_cpu_without_a_row_has_no_peak(tmp_path):

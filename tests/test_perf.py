@@ -13,12 +13,12 @@ pytestmark = pytest.mark.perf
 
 
 @pytest.fixture(scope="session")
-def gflops_per_sample(model, run, onnx_model) -> float:
-    return flops.gflops_per_sample(onnx_model, model.profile(run.profile).inputs, run.cache_dir)
+def graph_count(model, run, onnx_model) -> flops.GraphCount:
+    return flops.count(onnx_model, model.profile(run.profile).inputs, run.cache_dir)
 
 
 def test_inference_fps(model, batch_size, backend, session, dataset, weights, run, record, benchmark,
-                       gflops_per_sample, request):
+                       graph_count, request):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         pytest.skip("pytest-benchmark disables itself under xdist and timings need the cores: "
                     "run `pytest -m perf` without -n")
@@ -27,7 +27,7 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
         benchmark.pedantic(call, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1, setup=setup)
 
     benchmark.params = perf.benchmark_params(request.node.callspec.params)  # before pedantic copies them
-    result = perf.perf_row(model, run, backend, session, dataset, weights, batch_size, gflops_per_sample,
+    result = perf.perf_row(model, run, backend, session, dataset, weights, batch_size, graph_count,
                            network=lambda: request.getfixturevalue("torch_network"), runner=pedantic)
     row = record(result, weights=weights.provenance, environment=backend.environment())
     ratio = next((f for f in result.figures if f.name == "reference_ratio"), None)

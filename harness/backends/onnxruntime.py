@@ -87,9 +87,13 @@ class OnnxRuntimeBackend(Backend):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # spinning intra-op threads keep the cores busy after a run and slowed the PyTorch
-        # reference forward that follows it 1.6x (Efficient-3DCNNs full: 75 vs 47 ms)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # intra-op threads spin between the parallel sections of a run, as ORT's own default and
+        # onnxruntime_perf_test run them (turned off, FPS read 0.95 of the default's); they stop
+        # spinning when the run returns, so they no longer keep the cores busy after it: left
+        # spinning, they slowed the PyTorch reference forward that follows 1.6x (Efficient-3DCNNs
+        # full: 75 vs 47 ms)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         providers = self._providers()
         session = ort.InferenceSession(str(artifact), options, providers=providers)
         if providers[0] != "CPUExecutionProvider":

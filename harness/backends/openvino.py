@@ -81,8 +81,9 @@ class OpenVinoBackend(Backend):
 
     def _config(self) -> dict[str, str]:
         # LATENCY: one stream using all cores, which is what one synchronous request per batch
-        # (the harness's timing loop) can use; THROUGHPUT would split the cores into streams that
-        # only parallel requests fill.
+        # (the harness's timing loop) can use, as `benchmark_app -hint latency -api sync` runs it
+        # (benchmarks/bench_runtimes.py compares the two); THROUGHPUT would split the cores into
+        # streams that only parallel requests fill.
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if self.requested_precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
