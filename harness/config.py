@@ -36,6 +36,7 @@ class RunConfig:
     fps_regression: float = DEFAULT_FPS_REGRESSION  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
+    perf_budget: float | None = None  # seconds of extra timed rounds per perf row; None: the profile's (harness.perf)
 
     @property
     def device(self) -> int:
