@@ -110,7 +110,7 @@ def add_options(parser) -> None:
            "as a floor that --perf-budget extends; given alone, the exact count)")
     g("--perf-budget", default=None, type=float, metavar="SECONDS",
       help="per perf row: time rounds beyond the floor until the median's 95%% interval is within "
-           "±2%% or this many seconds are spent (default 2 at --profile smoke, 30 at full)")
+           "±1%% or this many seconds are spent (default 2 at --profile smoke, 30 at full)")
 
 
 def pytest_addoption(parser) -> None:

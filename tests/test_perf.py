@@ -1,5 +1,5 @@
 """Perf: pure-inference FPS per batch size, as ais_bench measures it (--warmup untimed runs, then
-timed runs of one batch: --loop at least, more until the median is known to ±2 % or --perf-budget
+timed runs of one batch: --loop at least, more until the median is known to ±1 % or --perf-budget
 is spent), beside the seed's reference; every timing checked and every round audited
 (harness/perf.py); pytest-benchmark's table and --benchmark-json show the same rounds."""
 from __future__ import annotations
