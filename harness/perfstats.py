@@ -4,7 +4,8 @@ a verdict between two rows' rounds that says when it cannot tell, and a step det
 - :func:`median_interval`: the bootstrap 95 % interval of the median of one row's rounds (what the
   adaptive perf loop calibrates against, as pyperf calibrates its runs).
 - :func:`compare_rounds`: the ratio of medians of two rows' rounds with its bootstrap interval, the
-  Mann-Whitney U p-value that Google Benchmark's ``compare.py`` reports, and one of four outcomes.
+  Mann-Whitney U p-value that Google Benchmark's ``compare.py`` reports, and one of four outcomes;
+  :func:`compare_runs` the same against several earlier runs, whose differences join the interval.
   A regression is declared only when the whole interval lies beyond the allowance; when the
   interval straddles the allowance the noise is wider than the allowance and the outcome says so,
   with the rounds that would settle it (the interval narrows as 1/sqrt(rounds)).
@@ -111,13 +112,15 @@ class Comparison:
     rounds_now: int
     rounds_then: int
     p_value: float | None  # Mann-Whitney U, two-sided; None where it cannot be computed
-    rounds_to_settle: int | None  # INCONCLUSIVE: rounds a side that would narrow the interval enough
+    rounds_to_settle: int | None  # INCONCLUSIVE against one run: rounds a side that would narrow the interval enough
+    runs_then: int = 1  # earlier runs compared against (compare_runs)
 
     def message(self) -> str:
         change = f"{self.ratio:.3f}x the speed ({self.ratio - 1:+.1%})"
         interval = f"95 % interval [{self.low:.3f}x, {self.high:.3f}x]"
+        runs = f" in {self.runs_then} runs" if self.runs_then > 1 else ""
         noise = (f"spread ±{self.spread_now:.1%} over {self.rounds_now} rounds now, "
-                 f"±{self.spread_then:.1%} over {self.rounds_then} then")
+                 f"±{self.spread_then:.1%} over {self.rounds_then} then{runs}")
         p = f"; Mann-Whitney p={self.p_value:.2g}" if self.p_value is not None else ""
         band = f"[{1 - self.allowance:.2f}x, {1 + self.allowance:.2f}x]"
         verdict = {
@@ -130,6 +133,8 @@ class Comparison:
         return f"{self.outcome.value}: {change}, {interval}; {verdict}; {noise}{p}"
 
     def _settle(self) -> str:
+        if self.runs_then > 1:
+            return f"the {self.runs_then} earlier runs differ between themselves: more runs would settle it, not more rounds"
         if self.rounds_to_settle is None:
             return "no number of rounds settles it: the ratio sits on the allowance"
         return f"about {self.rounds_to_settle} rounds a side would settle it"
@@ -160,20 +165,41 @@ def compare_rounds(now_ms: Sequence[float], then_ms: Sequence[float], allowance:
                    higher_is_better: bool = False, seed: int = SEED) -> Comparison:
     """Compare two rows' per-round figures (by default latencies, lower is better; FPS per round
     with ``higher_is_better=True``) at one batch size. ``allowance``: the fraction of speed a
-    change may move either way before it counts (the gate's --fps-regression)."""
+    change may move either way before it counts (the gate's --fps-regression). One run a side:
+    the interval holds the rounds' noise, not what changes between runs (compare_runs does)."""
+    return compare_runs(now_ms, [then_ms], allowance, higher_is_better=higher_is_better, seed=seed)
+
+
+def compare_runs(now_ms: Sequence[float], then_runs_ms: Sequence[Sequence[float]], allowance: float, *,
+                 higher_is_better: bool = False, seed: int = SEED) -> Comparison:
+    """One run's rounds against several earlier runs' (a pin taken over runs): then's figure is
+    the median of its runs' medians, and the interval also holds how far one run's median strays
+    from the others (on a shared runner the load changes between runs more than within one), drawn
+    from then's runs and applied to now's single run, as pyperf spreads its figure over processes."""
     if not 0 < allowance < 1:
         raise ValueError(f"allowance {allowance!r}: expected a fraction between 0 and 1 (0.10 = 10 %)")
-    now, then = _rounds(now_ms, "now_ms"), _rounds(then_ms, "then_ms")
+    if not then_runs_ms:
+        raise ValueError("then_runs_ms: expected the rounds of at least one earlier run")
+    now = _rounds(now_ms, "now_ms")
+    runs = [_rounds(r, f"then_runs_ms[{i}]") for i, r in enumerate(then_runs_ms)]
     rng = np.random.default_rng(seed)
-    now_medians, then_medians = _bootstrap_medians(now, rng), _bootstrap_medians(then, rng)
-    ratios = now_medians / then_medians if higher_is_better else then_medians / now_medians
-    ratio = float(np.median(now) / np.median(then)) if higher_is_better else float(np.median(then) / np.median(now))
-    low, high = _bounds(ratios)
+    now_medians = _bootstrap_medians(now, rng)
+    run_medians = np.stack([_bootstrap_medians(r, rng) for r in runs])  # runs x resamples
+    picks = rng.integers(0, len(runs), size=(RESAMPLES, len(runs)))
+    then_medians = np.median(run_medians[picks, rng.integers(0, RESAMPLES, size=picks.shape)], axis=1)
+    centres = np.array([np.median(r) for r in runs])
+    then_centre = float(np.median(centres))
+    strays = centres[rng.integers(0, len(runs), size=RESAMPLES)] / then_centre  # one run off the others
+    speed = (lambda a, b: a / b) if higher_is_better else (lambda a, b: b / a)
+    low, high = _bounds(speed(now_medians / strays, then_medians))
+    ratio = float(speed(np.median(now), then_centre))
     outcome = _outcome(low, high, allowance)
-    settle = (_rounds_to_settle(ratio, low, high, allowance, min(now.size, then.size))
-              if outcome is Outcome.INCONCLUSIVE else None)
-    return Comparison(outcome, ratio, low, high, allowance, relative_spread(now), relative_spread(then),
-                      now.size, then.size, mann_whitney_p(now, then), settle)
+    # rounds narrow the rounds' share of the interval only: over several runs, more runs settle it
+    settle = (_rounds_to_settle(ratio, low, high, allowance, min(now.size, runs[0].size))
+              if outcome is Outcome.INCONCLUSIVE and len(runs) == 1 else None)
+    then_all = np.concatenate(runs)
+    return Comparison(outcome, ratio, low, high, allowance, relative_spread(now), relative_spread(then_all),
+                      now.size, then_all.size, mann_whitney_p(now, then_all), settle, len(runs))
 
 
 # ------------------------------------------------------------------------------- steps over nights

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.perfstats import (Outcome, compare_rounds, detect_steps, mann_whitney_p, median_interval,
-                               relative_spread)
+from harness.perfstats import (Outcome, compare_rounds, compare_runs, detect_steps, mann_whitney_p,
+                               median_interval, relative_spread)
 
 
 def latencies(median_ms: float, spread: float, rounds: int, seed: int) -> list[float]:
@@ -77,6 +77,28 @@ def test_the_verdict_is_the_same_every_time_it_is_made():
 def test_bad_rounds_are_refused_by_name(now, allowance, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
         compare_rounds(now, [1.0, 2.0], allowance)
+
+
+def test_against_several_runs_the_load_between_runs_joins_the_interval():
+    """A shared runner: each run's machine state moves its median (here by 0.8x to 1.25x), far more
+    than its rounds' noise. Against one pinned run an unchanged run reads red; against the pin's
+    three runs it is inconclusive, naming the runs' differences as what more runs would settle."""
+    pinned = [latencies(40 * load, 0.03, 60, seed) for load, seed in ((1.0, 21), (0.92, 22), (1.25, 23))]
+    unchanged_on_a_busy_night = latencies(40 * 1.3, 0.03, 60, 24)
+    assert compare_rounds(unchanged_on_a_busy_night, pinned[0], 0.10).outcome is Outcome.REGRESSION
+    comparison = compare_runs(unchanged_on_a_busy_night, pinned, 0.10)
+    assert comparison.outcome is Outcome.INCONCLUSIVE and comparison.runs_then == 3
+    assert comparison.rounds_to_settle is None
+    assert "the 3 earlier runs differ between themselves: more runs would settle it" in comparison.message()
+    assert "over 180 then in 3 runs" in comparison.message()
+
+
+def test_against_several_close_runs_a_real_slowdown_is_a_regression():
+    pinned = [latencies(40 * load, 0.03, 60, seed) for load, seed in ((1.0, 31), (1.02, 32), (0.98, 33))]
+    comparison = compare_runs(latencies(40 / 0.6, 0.03, 60, 34), pinned, 0.10)
+    assert comparison.outcome is Outcome.REGRESSION and comparison.ratio == pytest.approx(0.6, abs=0.03)
+    with pytest.raises(ValueError, match="then_runs_ms: expected the rounds of at least one earlier run"):
+        compare_runs([1.0], [], 0.10)
 
 
 def test_mann_whitney_matches_the_normal_approximation_with_continuity_and_ties():
