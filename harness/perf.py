@@ -8,7 +8,7 @@ the precision's element-wise tolerance, and every other round's equal the first'
 run between rounds, outside the timed call.
 
 The number of timed rounds is calibrated, as pyperf and Google Benchmark calibrate theirs: after
-a floor (the seed's ``--loop`` at full shapes, 5 at smoke), rounds go on until the bootstrap 95 %
+a floor (the seed's ``--loop`` at full shapes, 5 at smoke), rounds go on until the 95 %
 interval of the median lies within ±1 % of it or the row's time budget (``--perf-budget``) is
 spent. The row keeps every round's time and what stopped the loop, so that a later verdict can
 tell noise from change (:mod:`harness.perfstats`).
@@ -52,6 +52,7 @@ class Calibration:
 class TimedLoop:
     runtime: str  # 'onnxruntime (fp32)': named in every finding
     warmup: int
+    calibration: Calibration
     reports_compute_time: bool = False  # the backend declares device compute times
     wall_ms: list[float] = field(default_factory=list)  # timed rounds only
     compute_ms: list[float] = field(default_factory=list)
@@ -59,7 +60,6 @@ class TimedLoop:
     findings: list[Finding] = field(default_factory=list)
     audited_rounds: int = 0
     audit: str = ""
-    calibration: Calibration | None = None
     precision_reached: float | None = None  # the median's 95 % interval, half its width over the median
     budget_spent: bool = False  # the budget stopped the rounds before the target was reached
 
@@ -73,12 +73,10 @@ class TimedLoop:
 
     def description(self) -> dict:
         """How the figures were measured, every timed round's wall time (``rounds_ms``) included."""
-        calibration = self.calibration
         return {"rounds": len(self.wall_ms), "warmup": self.warmup, "timer": TIMER, "audit": self.audit,
                 "audited_rounds": self.audited_rounds, "rounds_ms": [round(ms, 4) for ms in self.wall_ms],
-                "floor_rounds": calibration.floor if calibration else None,
-                "precision_target": calibration.target if calibration else None,
-                "precision_reached": self.precision_reached, "budget_s": calibration.budget_s if calibration else None,
+                "floor_rounds": self.calibration.floor, "precision_target": self.calibration.target,
+                "precision_reached": self.precision_reached, "budget_s": self.calibration.budget_s,
                 "budget_spent": self.budget_spent}
 
     def figures(self, batch_size: int) -> dict[str, Figure]:
@@ -114,7 +112,7 @@ def timed_loop(session, feeds: Mapping[str, np.ndarray], batch_size: int, warmup
     asks for, and check every figure and every round's outputs; ``reference`` holds PyTorch's
     outputs per real sample of the batch (padding rows are not audited). A runtime that declares
     compute times (``reports_compute_time``) must report one for every timed round."""
-    loop = TimedLoop(runtime, warmup, reports_compute_time=reports_compute_time, calibration=calibration)
+    loop = TimedLoop(runtime, warmup, calibration, reports_compute_time=reports_compute_time)
     state = {"round": 0, "first": None, "stats": ElementwiseStats(tolerance), "rounds_stats": ElementwiseStats(tolerance)}
 
     def one_round() -> None:
@@ -154,7 +152,7 @@ def _next_goal(loop: TimedLoop, elapsed_s: float) -> int:
     loop.precision_reached = (high - low) / 2 / median
     if loop.precision_reached <= calibration.target:
         return rounds
-    affordable = int((calibration.budget_s - elapsed_s) / (elapsed_s / rounds))
+    affordable = int((calibration.budget_s - elapsed_s) / max(elapsed_s / rounds, 1e-9))
     if affordable < 1:
         loop.budget_spent = True
         return rounds
