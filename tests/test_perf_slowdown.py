@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.environment import machine_id, usable_cores
 from harness.perfstats import Outcome, compare_rounds
 
 SLOWED = '''
@@ -80,6 +81,7 @@ def test_a_row_keeps_its_rounds_its_calibration_and_its_machine(run_suite, round
     assert perf["precision_target"] == 0.01 and perf["budget_s"] == ENOUGH_S
     assert perf["precision_reached"] <= 0.01 and perf["budget_spent"] is False  # stopped by the target
     assert set(perf["machine"]) == {"cpu", "cores", "runtime", "versions"} and perf["machine"]["runtime"] == "onnxruntime"
+    assert machine_id(perf["machine"]).endswith(f", {usable_cores()} cores" if usable_cores() > 1 else ", 1 core")
 
 
 def test_the_default_budget_stops_the_rounds_and_says_so(run_suite, rounds_of):

@@ -163,3 +163,15 @@ def test_the_nights_own_spread_keeps_a_move_inside_it_from_counting():
 def test_spreads_must_match_the_nights():
     with pytest.raises(ValueError, match="3 spreads for 4 nights"):
         detect_steps([1.0, 2.0, 3.0, 4.0], spreads=[0.1] * 3)
+
+
+def test_a_machine_is_named_by_its_cpu_and_the_cores_this_process_may_use():
+    import os
+
+    from harness.environment import cpu_name, machine, machine_id
+
+    here = machine("openvino", {"openvino": "2025.1"})
+    assert here == {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "runtime": "openvino",
+                    "versions": {"openvino": "2025.1"}}
+    assert machine_id({"cpu": "AMD EPYC", "cores": 1}) == "AMD EPYC, 1 core"  # under taskset -c 0
+    assert machine_id({"cpu": "AMD EPYC", "cores": 2}) == "AMD EPYC, 2 cores"
