@@ -1,7 +1,7 @@
 """Statistics for speed figures measured on a shared runner: the noise of one row's timed rounds,
 a verdict between two rows' rounds that says when it cannot tell, and a step detector over nights.
 
-- :func:`median_interval`: the 95 % interval of the median of one row's rounds (what the adaptive
+- :func:`median_interval` (and :func:`fps_interval`): the 95 % interval of the median of one row's rounds (what the adaptive
   perf loop calibrates against, as pyperf calibrates its runs).
 - :func:`compare_rounds`: the ratio of medians of two rows' rounds with its bootstrap interval, the
   Mann-Whitney U p-value that Google Benchmark's ``compare.py`` reports, and one of four outcomes;
@@ -75,6 +75,13 @@ def median_interval(values: Sequence[float]) -> tuple[float, float, float]:
     reach = 1.96 * math.sqrt(n) / 2
     low, high = max(int(math.floor(n / 2 - reach)), 0), min(int(math.ceil(n / 2 + reach)), n - 1)
     return float(np.median(ordered)), float(ordered[low]), float(ordered[high])
+
+
+def fps_interval(rounds_ms: Sequence[float], batch_size: int) -> tuple[float, float, float]:
+    """(fps, low, high): samples per second at the rounds' median and its 95 % interval (what a
+    summary shows beside the figure)."""
+    median, low, high = median_interval(rounds_ms)
+    return 1000.0 * batch_size / median, 1000.0 * batch_size / high, 1000.0 * batch_size / low
 
 
 def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float | None:

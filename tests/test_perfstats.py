@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.perfstats import (Outcome, compare_rounds, compare_runs, detect_steps, mann_whitney_p,
+from harness.perfstats import (Outcome, compare_rounds, compare_runs, detect_steps, fps_interval, mann_whitney_p,
                                median_interval, relative_spread)
 
 
@@ -114,6 +114,11 @@ def test_the_median_interval_narrows_with_rounds_and_the_spread_ignores_a_stall(
     assert few[1] <= few[0] <= few[2] and many[1] <= many[0] <= many[2]
     assert many[2] - many[1] < (few[2] - few[1]) / 2
     assert relative_spread([10, 10.1, 9.9, 10, 100]) == pytest.approx(0.0148, abs=1e-3)
+
+
+def test_fps_comes_with_its_interval():
+    fps, low, high = fps_interval([40.0] * 10 + [50.0] * 10 + [45.0], batch_size=2)
+    assert fps == pytest.approx(2000 / 45) and low == pytest.approx(2000 / 50) and high == pytest.approx(2000 / 40)
 
 
 # --------------------------------------------------------------------------------- steps over nights
