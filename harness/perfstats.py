@@ -1,8 +1,8 @@
 """Statistics for speed figures measured on a shared runner: the noise of one row's timed rounds,
 a verdict between two rows' rounds that says when it cannot tell, and a step detector over nights.
 
-- :func:`median_interval` (and :func:`fps_interval`): the 95 % interval of the median of one row's rounds (what the adaptive
-  perf loop calibrates against, as pyperf calibrates its runs).
+- :func:`median_interval`, :func:`fps_interval`: the 95 % interval of the median of one row's
+  rounds (what the adaptive perf loop calibrates against, as pyperf calibrates its runs).
 - :func:`compare_rounds`: the ratio of medians of two rows' rounds with its bootstrap interval, the
   Mann-Whitney U p-value that Google Benchmark's ``compare.py`` reports, and one of four outcomes;
   :func:`compare_runs` the same against several earlier runs, whose differences join the interval.
