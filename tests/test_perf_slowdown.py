@@ -9,6 +9,8 @@ are, times (1 + the slowdown): on the shared 2-core machine a wall clock carries
 sessions' load, which changes between two runs by more than the 5 % to be shown."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.environment import machine_id, usable_cores
@@ -16,6 +18,8 @@ from harness.perfstats import Outcome, compare_rounds
 
 SLOWED = '''
 import types
+
+import json
 
 import pytest
 
@@ -112,3 +116,16 @@ def test_the_same_speed_is_never_a_regression(run_suite, rounds_of, seed, budget
     for allowance in (0.10, 0.05):
         comparison = compare_rounds(rounds_of(run_suite, 0.0, seed, budget)["rounds_ms"], then, allowance)
         assert comparison.outcome in (Outcome.NO_CHANGE, Outcome.INCONCLUSIVE), comparison.message()
+
+
+def test_pytest_benchmark_shows_the_rounds_the_loop_timed(run_suite, tmp_path):
+    """One stopwatch per round: pytest-benchmark's statistics are of the row's own rounds."""
+    saved = tmp_path / "benchmark.json"
+    result = run_suite(*PERF, f"--benchmark-json={saved}", tests=("test_perf.py",),
+                       plugin=SLOWED.format(base_ms=BASE_MS, slowdown=0.0, sigma=SIGMA, seed=9))
+    result.assert_outcomes(passed=1)
+    [row] = result.results["records"]
+    [benchmark] = json.loads(saved.read_text())["benchmarks"]
+    rounds_s = [ms / 1000 for ms in row["perf"]["rounds_ms"]]
+    assert benchmark["stats"]["rounds"] == row["perf"]["rounds"] == len(rounds_s)
+    assert benchmark["stats"]["min"] == pytest.approx(min(rounds_s)) and benchmark["stats"]["max"] == pytest.approx(max(rounds_s))
