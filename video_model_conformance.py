@@ -120,7 +120,11 @@ def add_options(parser) -> None:
     g("--warmup", default=None, type=int, metavar="N",
       help="untimed runs before the timed loop of a perf row (default 1, as ais_bench's --warmup_count)")
     g("--loop", default=None, type=int, metavar="N",
-      help="timed runs per perf row (default: the seed's ais_bench --loop at --profile full, 5 at smoke)")
+      help="timed runs per perf row (default: the seed's ais_bench --loop at --profile full, 5 at smoke, "
+           "as a floor that --perf-budget extends; given alone, the exact count)")
+    g("--perf-budget", default=None, type=float, metavar="SECONDS",
+      help="per perf row: time rounds beyond the floor until the median's 95%% interval is within "
+           "±1%% or this many seconds are spent (default 2 at --profile smoke, 30 at full)")
 
 
 def pytest_addoption(parser) -> None:

@@ -37,6 +37,7 @@ class RunConfig:
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
     latest: bool = False  # make this run reports/latest even when it is partial (--limit, -k, --models, ...)
+    perf_budget: float | None = None  # seconds of extra timed rounds per perf row; None: the profile's (harness.perf)
 
     @property
     def device(self) -> int:

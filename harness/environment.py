@@ -40,6 +40,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def perf_machine(runtime: str, versions: dict[str, str]) -> dict:
+    """The machine a perf row ran on, as its speed depends on it: the CPU model, the cores this
+    process may use, the runtime and its versions. A pin taken here binds this machine only."""
+    return {"cpu": cpu_name(), "cores": usable_cores(), "runtime": runtime, "versions": dict(versions)}
+
+
+def machine_id(machine: dict) -> str:
+    """The machine in words, as a pin names it: 'AMD EPYC, 2 cores'."""
+    return f"{machine['cpu']}, {machine['cores']} core{'s' if machine['cores'] != 1 else ''}"
+
+
 def environment() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
             "cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable_cores()}

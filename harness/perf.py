@@ -1,21 +1,28 @@
 """The perf stage: ais_bench's loop (warm-up, then timed rounds of one batch), every figure it
 hands over checked before it is believed, every round's outputs audited.
 
-:func:`timed_loop` runs the loop through a ``runner`` (pytest-benchmark's ``pedantic`` in the
-suite, a plain loop in scripts) and returns a :class:`TimedLoop`: the per-round wall and compute
+:func:`timed_loop` runs the loop and returns a :class:`TimedLoop`: the per-round wall and compute
 times, checked (finite, positive, compute not above the wall of the same round), and the audit
 (MLPerf TEST01-style: the first timed round's outputs equal PyTorch's for the same inputs within
 the precision's element-wise tolerance, and every other round's equal the first's). The checks
 run between rounds, outside the timed call.
+
+The number of timed rounds is calibrated, as pyperf and Google Benchmark calibrate theirs: after
+a floor (the seed's ``--loop`` at full shapes, 5 at smoke), rounds go on until the 95 %
+interval of the median lies within ±1 % of it or the row's time budget (``--perf-budget``) is
+spent. The row keeps every round's time and what stopped the loop, so that a later verdict can
+tell noise from change (:mod:`harness.perfstats`).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from harness import perfstats
 from harness.outputs import ElementwiseStats, output_contract_problems, split
 from harness.results import Figure, FigureKind, Finding, FindingKind, finite
 from harness.spec import Elementwise
@@ -26,17 +33,26 @@ TIMER = "time.perf_counter around one session.run(feeds) with inputs prepared in
 COMPUTE_SLACK_MS = 0.1
 
 
-def plain_runner(call: Callable[[], object], rounds: int, warmup_rounds: int, setup: Callable[[], None]) -> None:
-    """The loop without pytest-benchmark: ``setup`` before each round, untimed."""
-    for _ in range(warmup_rounds + rounds):
-        setup()
-        call()
+# the median's 95 % interval within ±1 % of it: two such rows' ratio is then known to about ±1.5 %,
+# so a change 5 % past the gate's allowance is told from noise (at ±2 %, 15 % against 0.10 was not)
+TARGET_PRECISION = 0.01
+BUDGET_S = {"smoke": 2.0, "full": 30.0}  # per row, timed rounds and their audit; --perf-budget overrides
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How many timed rounds a row runs: at least ``floor``; beyond it, until the median's 95 %
+    interval is within ±``target`` of it or ``budget_s`` seconds of the loop are spent."""
+    floor: int
+    budget_s: float
+    target: float = TARGET_PRECISION
 
 
 @dataclass
 class TimedLoop:
     runtime: str  # 'onnxruntime (fp32)': named in every finding
     warmup: int
+    calibration: Calibration
     reports_compute_time: bool = False  # the backend declares device compute times
     wall_ms: list[float] = field(default_factory=list)  # timed rounds only
     compute_ms: list[float] = field(default_factory=list)
@@ -44,6 +60,8 @@ class TimedLoop:
     findings: list[Finding] = field(default_factory=list)
     audited_rounds: int = 0
     audit: str = ""
+    precision_reached: float | None = None  # the median's 95 % interval, half its width over the median
+    budget_spent: bool = False  # the budget stopped the rounds before the target was reached
 
     def fail(self, what: str, message: str) -> None:
         self.findings.append(Finding(FindingKind.FAILURE, "perf", what, f"{self.runtime}: {message}"))
@@ -54,8 +72,12 @@ class TimedLoop:
                        for f in self.findings)
 
     def description(self) -> dict:
+        """How the figures were measured, every timed round's wall time (``rounds_ms``) included."""
         return {"rounds": len(self.wall_ms), "warmup": self.warmup, "timer": TIMER, "audit": self.audit,
-                "audited_rounds": self.audited_rounds}
+                "audited_rounds": self.audited_rounds, "rounds_ms": [round(ms, 4) for ms in self.wall_ms],
+                "floor_rounds": self.calibration.floor, "precision_target": self.calibration.target,
+                "precision_reached": self.precision_reached, "budget_s": self.calibration.budget_s,
+                "budget_spent": self.budget_spent}
 
     def figures(self, batch_size: int) -> dict[str, Figure]:
         """FPS and latency from checked timings; no figure from timings that were refused."""
@@ -83,44 +105,59 @@ def _speed(name: str, value: float, kind: FigureKind) -> Figure:
     return Figure("perf", name, value, "samples/s", True, kind)
 
 
-def timed_loop(session, feeds: Mapping[str, np.ndarray], batch_size: int, warmup: int, rounds: int, *,
+def timed_loop(session, feeds: Mapping[str, np.ndarray], batch_size: int, warmup: int, calibration: Calibration, *,
                reference: Sequence[Mapping[str, np.ndarray]], tolerance: Elementwise, declared_outputs,
-               precision: str, runtime: str, reports_compute_time: bool = False, runner=plain_runner) -> TimedLoop:
-    """Time ``rounds`` runs of one prepared batch after ``warmup`` untimed ones and check every
-    figure and every round's outputs; ``reference`` holds PyTorch's outputs per real sample of
-    the batch (padding rows are not audited). A runtime that declares compute times
-    (``reports_compute_time``) must report one for every timed round."""
-    loop = TimedLoop(runtime, warmup, reports_compute_time=reports_compute_time)
-    state = {"round": 0, "pending": None, "first": None, "stats": ElementwiseStats(tolerance),
-             "rounds_stats": ElementwiseStats(tolerance)}
+               precision: str, runtime: str, reports_compute_time: bool = False) -> TimedLoop:
+    """Time runs of one prepared batch after ``warmup`` untimed ones, as many as ``calibration``
+    asks for, and check every figure and every round's outputs; ``reference`` holds PyTorch's
+    outputs per real sample of the batch (padding rows are not audited). A runtime that declares
+    compute times (``reports_compute_time``) must report one for every timed round."""
+    loop = TimedLoop(runtime, warmup, calibration, reports_compute_time=reports_compute_time)
+    state = {"round": 0, "first": None, "stats": ElementwiseStats(tolerance), "rounds_stats": ElementwiseStats(tolerance)}
 
-    def one_round():
+    def one_round() -> None:
+        # One stopwatch per round: this pair of perf_counter reads around session.run is the
+        # round's time in the row (rounds_ms, the figures, the gate) and in pytest-benchmark's
+        # table, which is handed these times (tests/test_perf.py) instead of timing the call again.
+        # The loop keeps its own clock because it decides the number of rounds as it goes, where
+        # benchmark.pedantic fixes it before the first round.
         start = time.perf_counter()
         outputs = session.run(feeds)
         wall = (time.perf_counter() - start) * 1000.0
-        state["pending"] = (wall, session.last_compute_ms(), session.last_transfer_ms(), outputs)
-        return outputs
-
-    def check_pending():  # between rounds: untimed
-        if state["pending"] is None:
-            return
-        wall, compute, transfers, outputs = state["pending"]
-        state["pending"] = None
         index, state["round"] = state["round"], state["round"] + 1
-        timed = index >= warmup
-        if timed:
-            _check_timing(loop, index - warmup, wall, compute, transfers)
+        if index >= warmup:  # the checks and the audit run after the stopwatch stopped
+            _check_timing(loop, index - warmup, wall, session.last_compute_ms(), session.last_transfer_ms())
         _audit_round(loop, state, outputs, reference, declared_outputs, batch_size, precision)
 
-    def setup():
-        check_pending()
-
-    runner(one_round, rounds, warmup, setup)
-    check_pending()
-    if not loop.wall_ms:
-        loop.fail("timings", f"no timed round ran ({rounds} asked for after {warmup} warm-up)")
+    for _ in range(warmup):
+        one_round()
+    started, goal = time.perf_counter(), calibration.floor
+    while len(loop.wall_ms) < goal:
+        one_round()
+        if len(loop.wall_ms) == goal:
+            goal = _next_goal(loop, time.perf_counter() - started)
     _conclude_audit(loop, state, precision)
     return loop
+
+
+def _next_goal(loop: TimedLoop, elapsed_s: float) -> int:
+    """The round count to reach before the next look: the count so far where the target is met,
+    the budget is spent or a timing was refused; else what the interval's width asks for (it
+    narrows as 1/sqrt(rounds)), at most double (few rounds estimate their noise roughly) and no
+    more than the rest of the budget affords at the pace so far."""
+    rounds, calibration = len(loop.wall_ms), loop.calibration
+    if not loop.trusted:
+        return rounds
+    median, low, high = perfstats.median_interval(loop.wall_ms)
+    loop.precision_reached = (high - low) / 2 / median
+    if loop.precision_reached <= calibration.target:
+        return rounds
+    affordable = int((calibration.budget_s - elapsed_s) / max(elapsed_s / rounds, 1e-9))
+    if affordable < 1:
+        loop.budget_spent = True
+        return rounds
+    wanted = math.ceil(rounds * (loop.precision_reached / calibration.target) ** 2)
+    return rounds + min(max(wanted - rounds, 1), rounds, affordable)
 
 
 def _check_timing(loop: TimedLoop, index: int, wall: float, compute, transfers) -> None:
@@ -178,15 +215,26 @@ def _conclude_audit(loop: TimedLoop, state: dict, precision: str) -> None:
                   f"within the {precision} element-wise tolerance")
 
 
-SMOKE_LOOP = 5  # timed runs per row at smoke shapes: figures to compare runs, not the seed's
+SMOKE_LOOP = 5  # the floor of timed runs per row at smoke shapes: figures to compare runs, not the seed's
 AIS_BENCH_WARMUP = 1  # ais_bench's --warmup_count default
 
 
+def calibration(spec, run) -> Calibration:
+    """The floor is --loop, else the seed's loop (full) or SMOKE_LOOP; the budget --perf-budget,
+    else the profile's, except that an explicit --loop alone is the exact count (no budget)."""
+    floor = run.loop or (spec.seed_loop if run.profile == "full" else SMOKE_LOOP)
+    if run.perf_budget is not None:
+        return Calibration(floor, run.perf_budget)
+    return Calibration(floor, 0.0 if run.loop else BUDGET_S.get(run.profile, BUDGET_S["smoke"]))
+
+
 def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, graph_count,
-             network: Callable, runner=plain_runner):
+             network: Callable):
     """The perf stage of one row: the first batch of the dataset, PyTorch's outputs for it (the
-    reference cache, ``network()`` only on a miss), the checked loop, the result."""
+    reference cache, ``network()`` only on a miss), the checked loop, the result with the loop's
+    rounds and the machine they ran on."""
     from harness import results, stages
+    from harness.environment import perf_machine
     from harness.outputs import batches
 
     first = next(batches(dataset, batch_size, spec.input_names), None)
@@ -197,15 +245,15 @@ def perf_row(spec, run, backend, session, dataset, weights, batch_size: int, gra
     group, feeds = first
     reference = stages.reference_pass(spec, run.profile, weights, network, group, run.cache_dir)
     loop = timed_loop(
-        session, feeds, batch_size,
-        warmup=AIS_BENCH_WARMUP if run.warmup is None else run.warmup,
-        rounds=run.loop or (spec.seed_loop if run.profile == "full" else SMOKE_LOOP),
+        session, feeds, batch_size, warmup=AIS_BENCH_WARMUP if run.warmup is None else run.warmup,
+        calibration=calibration(spec, run),
         reference=[reference.get(s.id) for s in group], tolerance=spec.elementwise[backend.precision],
         declared_outputs=spec.profile(run.profile).outputs, precision=backend.precision,
-        runtime=f"{backend.name} ({backend.precision})", reports_compute_time=backend.reports_compute_time,
-        runner=runner)
-    return results.perf_result(spec, batch_size, loop, run.soc, graph_count,
-                               backend.peak(backend.precision, run.cache_dir))
+        runtime=f"{backend.name} ({backend.precision})", reports_compute_time=backend.reports_compute_time)
+    result = results.perf_result(spec, batch_size, loop, run.soc, graph_count,
+                                 backend.peak(backend.precision, run.cache_dir))
+    result.timing["machine"] = perf_machine(backend.name, backend.versions())
+    return result
 
 
 def benchmark_params(params: Mapping[str, object]) -> dict:

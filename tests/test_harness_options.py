@@ -15,7 +15,7 @@ def options(**overrides):
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
                     report_dir="reports", save_outputs=None, baseline=None, references=None, fps_regression=0.10,
                     accept_bad_items=None, accept_missing=False, workers=None, warmup=None, loop=None, save_layout="npz",
-                    seed_inputs=None, cache_budget=None, latest=False)
+                    seed_inputs=None, cache_budget=None, latest=False, perf_budget=None)
     return SimpleNamespace(**{**defaults, **overrides})
 
 
@@ -48,6 +48,7 @@ def test_lists_are_parsed():
     ({"models": ","}, "--models ',': empty"),
     ({"backend": ""}, "--backend '': empty"),
     ({"loop": 0}, "--loop must be >= 1"),
+    ({"perf_budget": -1.0}, "--perf-budget must be seconds >= 0 (got -1.0)"),
     ({"workers": 0}, "--workers must be >= 1"),
     ({"limit": 0}, "--limit must be >= 1"),
     ({"data_root": "/nonexistent/data"}, "--data-root /nonexistent/data: not a directory"),
