@@ -18,7 +18,7 @@ PROJECT = Path(__file__).resolve().parent
 GROUP = "video-models"
 # the names harness/backends/__init__.py registers (restated here, where harness is not yet
 # importable; tests/test_install.py keeps the two equal)
-BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
+BACKEND_NAMES = ("ascend", "ascend-preview", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "default")
 PROFILES = ("smoke", "full")
 SAVE_LAYOUTS = ("npz", "ais_bench")
@@ -105,6 +105,10 @@ def add_options(parser) -> None:
       help=f"allowed FPS drop against the pinned reference or --baseline, as a fraction (default {DEFAULT_FPS_REGRESSION})")
     g("--warmup", default=None, type=int, metavar="N",
       help="untimed runs before the timed loop of a perf row (default 1, as ais_bench's --warmup_count)")
+    g("--keep-fp32", default=None, metavar="FILE",
+      help="ATC's --keep_dtype file (one OpType::<type> or operator name per line) for the ascend and "
+           "ascend-preview backends, instead of each model card's own list; `python -m harness.keep_fp32 MODEL` "
+           "writes one")
     g("--loop", default=None, type=int, metavar="N",
       help="timed runs per perf row (default: the seed's ais_bench --loop at --profile full, 5 at smoke)")
 

@@ -28,5 +28,5 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
 
     result = perf.perf_row(model, run, backend, session, dataset, weights, batch_size, gflops_per_sample,
                            network=lambda: request.getfixturevalue("torch_network"), runner=pedantic)
-    benchmark.extra_info.update(record(result, weights=weights.provenance, environment=backend.environment()))
+    benchmark.extra_info.update(record(result, weights=weights.provenance, environment=backend.environment(model)))
     result.raise_if_failed(record.row)

@@ -1,5 +1,5 @@
 """Backends by name: ``harness.backends.<name>`` defines ``BACKEND``, its class. Adding one is a
-module here and its name in ``video_model_conformance.BACKEND_NAMES`` (the options list them
+module here (``-`` in a name is ``_`` in the module's) and its name in ``video_model_conformance.BACKEND_NAMES`` (the options list them
 before the harness is importable); no test changes."""
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ DEFAULT_BACKEND = "onnxruntime"  # the embedded default: runs on any CPU
 def backend_class(name: str) -> type[Backend]:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return importlib.import_module(f"harness.backends.{name}").BACKEND
+    # a module name cannot hold '-': ascend-preview lives in ascend_preview.py
+    return importlib.import_module(f"harness.backends.{name.replace('-', '_')}").BACKEND
 
 
 def soc_backends(soc: str | None) -> tuple[str, ...]:

@@ -169,8 +169,8 @@ class TensorRtBackend(Backend):
                 "tf32": "off" if self.requested_precision == "fp32" else "on",
                 "fp16_flag": str(self._fp16_engine(trt))}
 
-    def environment(self) -> dict:
-        return {**super().environment(), "driver": nvidia_smi("driver_version")}
+    def environment(self, spec=None) -> dict:
+        return {**super().environment(spec), "driver": nvidia_smi("driver_version")}
 
     def _fp16_engine(self, trt) -> bool:
         return self.requested_precision != "fp32" and hasattr(trt.BuilderFlag, "FP16")
