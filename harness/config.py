@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
 
 from video_model_conformance import DEFAULT_CACHE_DIR, DEFAULT_FPS_REGRESSION, DEFAULT_REPORT_DIR
@@ -37,8 +36,7 @@ class RunConfig:
     fps_regression: float = DEFAULT_FPS_REGRESSION  # the gate fails when FPS drops by more than this fraction
     warmup: int | None = None  # untimed runs per perf row; None: ais_bench's default (1)
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
-    # --keep-fp32 FILE read as a harness.backends.ascend.KeepList; None: each model card's own list
-    keep_fp32: Any = None
+    keep_fp32: Path | None = None  # --keep-fp32: ATC's --keep_dtype file; None: each model card's own list
 
     @property
     def device(self) -> int:

@@ -91,6 +91,13 @@ def keep_list(given: KeepList | None, spec) -> KeepList:
     return KeepList(tuple(card), "the model card" if card else "none")
 
 
+def given_keep_list(config) -> KeepList | None:
+    """The run's ``--keep-fp32`` file (``RunConfig.keep_fp32``) read, or None."""
+    from harness.keep_fp32 import read_keep_dtype
+
+    return read_keep_dtype(config.keep_fp32) if config.keep_fp32 is not None else None
+
+
 def keep_environment(keep: KeepList) -> dict:
     """What a row records of the keep list its model was compiled with."""
     return {"keep_fp32": list(keep.lines), "keep_fp32_from": keep.source}
@@ -299,7 +306,7 @@ class AscendBackend(Backend):
     @classmethod
     def from_options(cls, config) -> "AscendBackend":
         return cls(precision=config.precision, device=config.device, soc=config.soc,
-                   keep_fp32=config.keep_fp32)
+                   keep_fp32=given_keep_list(config))
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

@@ -50,7 +50,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from harness import cache
-from harness.backends.ascend import DEFAULT_SOC, KeepList, keep_environment, keep_list
+from harness.backends.ascend import DEFAULT_SOC, KeepList, given_keep_list, keep_environment, keep_list
 from harness.backends.base import Backend, Session
 from harness.peak import Peak
 
@@ -250,6 +250,9 @@ def _round_everything(model: onnx.ModelProto, types, consumers, kept: set, emit:
     weights, inputs = _round_inputs_and_weights(model, types, consumers, kept, emit)
     outputs = {o.name for o in model.graph.output}
     for node in model.graph.node:
+        # read before the inputs are renamed to their rounded copies
+        decomposed = id(node) not in kept and _decomposable(node, types)
+        dims = types.get(node.input[0], (None, None))[1] if node.input else None
         renamed = inputs if id(node) in kept else {**weights, **inputs}
         node.input[:] = [renamed.get(name, name) for name in node.input]
         floats = [o for o in node.output if o and types.get(o, (None,))[0] == FLOAT]
@@ -257,8 +260,8 @@ def _round_everything(model: onnx.ModelProto, types, consumers, kept: set, emit:
                 and all(id(c) in kept for c in consumers.get(o, ()))]  # fp32 from kept to kept
         rounded = [o for o in floats if o not in wide]
         node.output[:] = [f"{o}__fp32" if o in rounded else o for o in node.output]
-        if id(node) not in kept and _decomposable(node, types):
-            _decompose(emit, node, types.get(node.input[0], (None, None))[1], node.output[0])
+        if decomposed:
+            _decompose(emit, node, dims, node.output[0])
         else:
             emit.nodes.append(node)
         for name in rounded:
@@ -317,7 +320,7 @@ class AscendPreviewBackend(Backend):
     @classmethod
     def from_options(cls, config) -> "AscendPreviewBackend":
         return cls(precision=config.precision, device=config.device, soc=config.soc,
-                   keep_fp32=config.keep_fp32)
+                   keep_fp32=given_keep_list(config))
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
