@@ -80,15 +80,30 @@ def _value(name, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-@pytest.mark.parametrize("opset", [12, 13])
-def test_reduce_mean_is_a_fp16_sum_that_overflows(opset):
-    """ReduceMean over 4 values of 20000: fp32 gives 20000, the fp16 sum (80000) is inf."""
-    model = _graph([helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0, name="mean")],
-                   [_value("x", (1, 4))], [_value("m", (1,))], opset=opset)
-    x = {"x": np.full((1, 4), 20000.0, np.float32)}
-    assert _run(model, x)[0][0] == 20000.0
-    assert np.isinf(_run(emulate_fp16(model, {"x": (1, 4)}), x)[0][0])
-    assert _run(emulate_fp16(model, {"x": (1, 4)}, ["OpType::ReduceMean"]), x)[0][0] == 20000.0
+def _mean_or_norm(op_type: str, opset: int) -> tuple[onnx.ModelProto, dict]:
+    """``op_type`` over 4 values of 20000 (their fp32 sum, 80000, is beyond fp16's 65504)."""
+    node = {"ReduceMean": helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], name="n"),
+            "GlobalAveragePool": helper.make_node("GlobalAveragePool", ["x"], ["y"], name="n"),
+            "InstanceNormalization": helper.make_node("InstanceNormalization", ["x", "scale", "bias"], ["y"], name="n"),
+            "LayerNormalization": helper.make_node("LayerNormalization", ["x", "s4", "b4"], ["y"], axis=2,
+                                                   name="n")}[op_type]
+    weights = [numpy_helper.from_array(value, name) for name, value in (
+        ("scale", np.ones(2, np.float32)), ("bias", np.zeros(2, np.float32)),
+        ("s4", np.ones((2, 2), np.float32)), ("b4", np.zeros((2, 2), np.float32)))]
+    model = _graph([node], [_value("x", (1, 2, 2, 2))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                   weights, opset=opset)
+    return model, {"x": np.full((1, 2, 2, 2), 20000.0, np.float32)}
+
+
+@pytest.mark.parametrize("op_type,opset", [("ReduceMean", 12), ("ReduceMean", 13), ("GlobalAveragePool", 12),
+                                           ("InstanceNormalization", 12), ("LayerNormalization", 17)])
+def test_means_and_norms_sum_in_fp16_and_overflow_unless_kept(op_type, opset):
+    model, x = _mean_or_norm(op_type, opset)
+    shapes = {"x": (1, 2, 2, 2)}
+    assert np.isfinite(_run(model, x)[0]).all()
+    assert not np.isfinite(_run(emulate_fp16(model, shapes), x)[0]).all(), "the fp16 sum 80000 is inf"
+    np.testing.assert_array_equal(_run(emulate_fp16(model, shapes, [f"OpType::{ascend_type(op_type)}"]), x)[0],
+                                  _run(model, x)[0])
 
 
 def test_tensors_between_nodes_and_weights_are_rounded_but_kept_weights_are_not():

@@ -24,7 +24,10 @@ What it emulates, from the CANN documentation:
   InstanceNormalization, LayerNormalization, ReduceMean and GlobalAveragePool are decomposed into
   ReduceSum, Sub, Mul, Div, Sqrt and Add, each result rounded to float16: a sum of squares
   beyond 65504 is inf, and the normalised output collapses, as on the device. (Each ReduceSum
-  accumulates in fp32 and rounds its total; the device's fp16 accumulation can only lose more.)
+  here accumulates in fp32 and rounds its total once: it overflows where the total leaves
+  fp16's range, and its rounding error is a lower bound of an fp16 accumulation's.)
+* ``--precision fp32`` emulates ``--precision_mode=force_fp32`` as the ascend backend passes it:
+  cube operators read float16 operands and keep their fp32 result, everything else is fp32.
 * ``--keep_dtype`` keeps listed operators at their original precision (fp32): one per line,
   ``OpType::<TypeName>`` with the type as Ascend IR names it, or an operator's name in the
   original model
@@ -55,8 +58,8 @@ from harness.backends.base import Backend, Session
 from harness.peak import Peak
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
-PREVIEW = ("a CPU preview of ATC's default fp16 precision mode (ONNX rewritten, run on ONNX Runtime's "
-           "CPU provider), not the Ascend device: no ATC fusion, no device kernels")
+PREVIEW = ("a CPU preview of ATC's precision mode (the ONNX rewritten to its arithmetic, run on ONNX "
+           "Runtime's CPU provider), not the Ascend device: no ATC fusion, no device kernels")
 # ONNX op type -> Ascend IR op type, where they differ (keyed also by rank where the name does)
 ASCEND_IR_TYPES = {"InstanceNormalization": "InstanceNorm", "LayerNormalization": "LayerNorm",
                    ("Conv", 4): "Conv2D", ("Conv", 5): "Conv3D",
@@ -142,8 +145,8 @@ class _Emitter:
                            keepdims=keepdims)
         return self.op(stem, "ReduceSum", [x], axes=list(axes), keepdims=keepdims)
 
-    def mean(self, stem: str, x: str, axes: Sequence[int], count: int, keepdims: int = 1) -> str:
-        total = self.reduce_sum(stem, x, axes, keepdims)
+    def mean(self, stem: str, x: str, axes: Sequence[int], count: int) -> str:
+        total = self.reduce_sum(stem, x, axes, keepdims=1)
         return self.op(stem, "Div", [total, self.constant(stem, np.array(count, np.float32))])
 
     def normalise(self, stem: str, x: str, axes: Sequence[int], count: int, epsilon: float) -> str:
@@ -186,14 +189,14 @@ def _decompose(emit: _Emitter, node: onnx.NodeProto, dims: tuple | None, out: st
         emit.nodes.append(helper.make_node("Add" if has_bias else "Identity",
                                            [scaled, node.input[2]] if has_bias else [scaled], [out], name=out))
     else:  # ReduceMean, GlobalAveragePool
-        axes = _mean_axes(node, rank, emit)
+        axes = _mean_axes(node, rank)
         keepdims = 1 if node.op_type == "GlobalAveragePool" else _attr(node, "keepdims", 1)
         total = emit.reduce_sum(stem, x, axes, keepdims)
         count = emit.constant(stem, np.array(_count(dims, axes, node), np.float32))
         emit.nodes.append(helper.make_node("Div", [total, count], [out], name=out))
 
 
-def _mean_axes(node: onnx.NodeProto, rank: int, emit: _Emitter) -> list[int]:
+def _mean_axes(node: onnx.NodeProto, rank: int) -> list[int]:
     if node.op_type == "GlobalAveragePool":
         return list(range(2, rank))
     axes = _attr(node, "axes", None)
