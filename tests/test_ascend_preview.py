@@ -119,6 +119,19 @@ def test_tensors_between_nodes_and_weights_are_rounded_but_kept_weights_are_not(
     assert ascend_type("Conv", 5) == "Conv3D" and ascend_type("InstanceNormalization") == "InstanceNorm"
 
 
+def test_force_fp32_rounds_only_the_cube_operands():
+    """--precision fp32 (ATC's force_fp32): MatMul reads fp16 operands, the Add after it is fp32."""
+    model = _graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                    helper.make_node("Add", ["h", "b"], ["y"], name="add")],
+                   [_value("x", (1, 1))], [_value("y", (1, 1))],
+                   [numpy_helper.from_array(np.array([[1.0001]], np.float32), "w"),
+                    numpy_helper.from_array(np.array([0.0002], np.float32), "b")])
+    x = {"x": np.array([[3.0]], np.float32)}
+    assert _run(emulate_fp16(model, {"x": (1, 1)}, precision_mode="force_fp32"), x)[0][0, 0] == np.float32(3.0002)
+    assert _run(emulate_fp16(model, {"x": (1, 1)}), x)[0][0, 0] == 3.0, "force_fp16 rounds 3.0002 to 3.0"
+    assert AscendPreviewBackend("fp32").precision == "fp32" and AscendPreviewBackend().precision == "fp16"
+
+
 def test_sandboxed_suite_rows_are_fp16_previews_with_their_keep_list(run_suite, tmp_path):
     keep = tmp_path / "keep.cfg"
     keep.write_text("OpType::Conv3D\n")
