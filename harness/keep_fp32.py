@@ -181,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, feeds = _first_batch(spec, args.profile, args.data_root, args.cache_dir, args.batch_size)
     reference = torch_forward(stages.torch_network(spec, args.profile, weights), feeds, spec.output_names)
     print(f"{spec.name} ({args.profile}, batch {args.batch_size}, weights "
-          f"{weights.provenance.get('source', 'seeded')}): the fp16 preview against PyTorch, "
-          f"fp16 tolerance {spec.elementwise['fp16']}")
+          f"{weights.provenance.get('path') or 'seeded, torch seed %s' % weights.provenance.get('seed')}): "
+          f"the fp16 preview against PyTorch, fp16 tolerance {spec.elementwise['fp16']}")
     found = KeepSearch(spec, onnx_path, feeds, reference, max_runs=args.max_runs).run()
     if found is None:
         print(f"no keep list within {args.max_runs} runs brings {spec.name} within tolerance; nothing written")

@@ -13,7 +13,11 @@ What it emulates, from the CANN documentation:
   ``--precision_mode_v2``'s default ``fp16``, the same mode, for Atlas inference products incl.
   Ascend 310P: https://www.hiascend.com/doc_center/source/zh/canncommercial/63RC2/inferapplicationdev/atctool/atctool_000093.html).
   So weights, graph inputs and every float tensor between nodes are rounded to float16 (a
-  ``Cast`` to float16 and back: values beyond 65504 become inf, as on the device).
+  ``Cast`` to float16 and back).
+* Overflow saturates: Atlas inference products (Ascend 310P) support only the saturation mode,
+  which turns an Inf result into the largest value and a NaN result into 0
+  (https://www.hiascend.com/document/detail/en/CANNCommunityEdition/910/API/runtimeapi/aclcppdevg_03_1389.html);
+  each rounding therefore maps NaN to 0 and clamps to +-65504 first.
 * Cube operators (Conv, ConvTranspose, MatMul, Gemm) multiply float16 operands and accumulate in
   float32 (the cube unit's fp16 path, whose fp32 output ``force_fp32``/``cube_fp16in_fp32out``
   keep; in ``force_fp16`` it is rounded to float16 again): here they read the rounded operands,
@@ -22,10 +26,11 @@ What it emulates, from the CANN documentation:
   gives the float16 result (fp32 holds more than twice fp16's significand). Reductions and
   normalisations do not, and ONNX Runtime's CPU provider has no float16 kernels for them, so
   InstanceNormalization, LayerNormalization, ReduceMean and GlobalAveragePool are decomposed into
-  ReduceSum, Sub, Mul, Div, Sqrt and Add, each result rounded to float16: a sum of squares
-  beyond 65504 is inf, and the normalised output collapses, as on the device. (Each ReduceSum
-  here accumulates in fp32 and rounds its total once: it overflows where the total leaves
-  fp16's range, and its rounding error is a lower bound of an fp16 accumulation's.)
+  ReduceSum, Sub, Mul, Div, Sqrt and Add, each result rounded to float16: a sum (of squares)
+  beyond 65504 saturates, the variance comes out too small, and the normalised output is
+  wrong. (Each ReduceSum here accumulates in fp32 and rounds its total once: it saturates where
+  the total leaves fp16's range, and its rounding error is a lower bound of an fp16
+  accumulation's.)
 * ``--precision fp32`` emulates ``--precision_mode=force_fp32`` as the ascend backend passes it:
   cube operators read float16 operands and keep their fp32 result, everything else is fp32.
 * ``--keep_dtype`` keeps listed operators at their original precision (fp32): one per line,
@@ -58,6 +63,7 @@ from harness.backends.base import Backend, Session
 from harness.peak import Peak
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
+FP16_MAX = 65504.0
 PREVIEW = ("a CPU preview of ATC's precision mode (the ONNX rewritten to its arithmetic, run on ONNX "
            "Runtime's CPU provider), not the Ascend device: no ATC fusion, no device kernels")
 # ONNX op type -> Ascend IR op type, where they differ (keyed also by rank where the name does)
@@ -114,7 +120,7 @@ class _Emitter:
     """Builds the rewritten node list: each primitive's float result rounded to fp16."""
 
     def __init__(self, opset: int):
-        self.opset, self.nodes, self.initializers, self._count = opset, [], [], 0
+        self.opset, self.nodes, self.initializers, self._count, self._constants = opset, [], [], 0, set()
 
     def fresh(self, stem: str) -> str:
         self._count += 1
@@ -125,10 +131,23 @@ class _Emitter:
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
+    def _shared(self, name: str, value: float) -> str:
+        if name not in self._constants:
+            self._constants.add(name)
+            self.initializers.append(numpy_helper.from_array(np.array(value, np.float32), name))
+        return name
+
     def round(self, source: str, target: str) -> None:
-        """``target`` = ``source`` rounded to float16 (kept as float32)."""
-        half = f"{target}__fp16"
-        self.nodes += [helper.make_node("Cast", [source], [half], name=f"{half}/Cast", to=FLOAT16),
+        """``target`` = ``source`` as the device's float16 holds it (kept as float32): saturated
+        (NaN -> 0, beyond +-65504 -> +-65504), then rounded."""
+        zero = self._shared("ascend_preview__zero", 0.0)
+        low, high = self._shared("ascend_preview__fp16_min", -FP16_MAX), self._shared("ascend_preview__fp16_max", FP16_MAX)
+        nan, finite, clipped, half = (f"{target}__{step}" for step in ("isnan", "nan0", "sat", "fp16"))
+        clip = (helper.make_node("Clip", [finite, low, high], [clipped], name=f"{clipped}/Clip") if self.opset >= 11
+                else helper.make_node("Clip", [finite], [clipped], name=f"{clipped}/Clip", min=-FP16_MAX, max=FP16_MAX))
+        self.nodes += [helper.make_node("IsNaN", [source], [nan], name=f"{nan}/IsNaN"),
+                       helper.make_node("Where", [nan, zero, source], [finite], name=f"{finite}/Where"), clip,
+                       helper.make_node("Cast", [clipped], [half], name=f"{half}/Cast", to=FLOAT16),
                        helper.make_node("Cast", [half], [target], name=f"{target}/Cast", to=FLOAT)]
 
     def op(self, stem: str, op_type: str, inputs: Sequence[str], **attrs) -> str:
