@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -84,6 +83,7 @@ def test_a_found_list_reaches_atc_as_keep_dtype_instead_of_the_cards(fake_ascend
         atc = json.loads(archive.read("atc_args.json"))
     assert atc["keep_dtype"] == KEEP_DTYPE_CFG and atc["keep_dtype_lines"] == ["OpType::InstanceNorm", "/conv/Conv"]
     env = backend.environment(spec)
-    assert env["keep_fp32"] == ["OpType::InstanceNorm", "/conv/Conv"] and env["keep_fp32_from"] == f"--keep-fp32 {found}"
+    assert env["keep_fp32"] == ["OpType::InstanceNorm", "/conv/Conv"]
+    assert env["keep_fp32_from"] == f"--keep-fp32 {found}"
     card = AscendBackend("default", soc="Ascend310P3").environment(spec)
     assert card["keep_fp32"] == ["OpType::Conv3D"] and card["keep_fp32_from"] == "the model card"

@@ -141,7 +141,8 @@ class _Emitter:
         """``target`` = ``source`` as the device's float16 holds it (kept as float32): saturated
         (NaN -> 0, beyond +-65504 -> +-65504), then rounded."""
         zero = self._shared("ascend_preview__zero", 0.0)
-        low, high = self._shared("ascend_preview__fp16_min", -FP16_MAX), self._shared("ascend_preview__fp16_max", FP16_MAX)
+        low = self._shared("ascend_preview__fp16_min", -FP16_MAX)
+        high = self._shared("ascend_preview__fp16_max", FP16_MAX)
         nan, finite, clipped, half = (f"{target}__{step}" for step in ("isnan", "nan0", "sat", "fp16"))
         clip = (helper.make_node("Clip", [finite, low, high], [clipped], name=f"{clipped}/Clip") if self.opset >= 11
                 else helper.make_node("Clip", [finite], [clipped], name=f"{clipped}/Clip", min=-FP16_MAX, max=FP16_MAX))
