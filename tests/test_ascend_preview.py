@@ -60,6 +60,10 @@ def test_the_card_list_is_the_default_and_a_given_list_replaces_it(known_case, t
     assert _stats(AscendPreviewBackend(), known_case, tmp_path, card).passed
     assert not _stats(AscendPreviewBackend(keep_fp32=KeepList((), "--keep-fp32 empty.cfg")), known_case, tmp_path,
                       card).passed
+    onnx_path, feeds, _ = known_case
+    with_card = localise(onnx_path, AscendPreviewBackend(), feeds, work_dir=tmp_path, spec=card)
+    assert with_card.first_divergent is None, "localisation compiles the model as its failing run did: " + \
+        with_card.summary()
     env = AscendPreviewBackend().environment(card)
     assert env["keep_fp32"] == ["OpType::InstanceNorm"] and env["keep_fp32_from"] == "the model card"
     assert env["preview"] == PREVIEW and "not the Ascend device" in PREVIEW
