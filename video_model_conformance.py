@@ -119,6 +119,10 @@ def add_options(parser) -> None:
       help=f"allowed FPS drop against the pinned reference or --baseline, as a fraction (default {DEFAULT_FPS_REGRESSION})")
     g("--warmup", default=None, type=int, metavar="N",
       help="untimed runs before the timed loop of a perf row (default 1, as ais_bench's --warmup_count)")
+    g("--keep-fp32", default=None, metavar="FILE",
+      help="ATC's --keep_dtype file (one OpType::<type> or operator name per line) for the ascend and "
+           "ascend-preview backends, instead of each model card's own list; `python -m harness.keep_fp32 MODEL` "
+           "writes one")
     g("--loop", default=None, type=int, metavar="N",
       help="timed runs per perf row (default: the seed's ais_bench --loop at --profile full, 5 at smoke, "
            "as a floor that --perf-budget extends; given alone, the exact count)")

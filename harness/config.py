@@ -38,6 +38,7 @@ class RunConfig:
     loop: int | None = None  # timed runs per perf row; None: the seed's loop (full) or 5 (smoke)
     latest: bool = False  # make this run reports/latest even when it is partial (--limit, -k, --models, ...)
     perf_budget: float | None = None  # seconds of extra timed rounds per perf row; None: the profile's (harness.perf)
+    keep_fp32: Path | None = None  # --keep-fp32: ATC's --keep_dtype file; None: each model card's own list
 
     @property
     def device(self) -> int:

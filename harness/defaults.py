@@ -5,8 +5,9 @@ before the project is importable) reads it by its file path, and the harness imp
 ``harness.defaults``.
 """
 
-# the backends harness/backends/ registers, one module each (tests/test_install.py keeps them equal)
-BACKEND_NAMES = ("ascend", "onnxruntime", "openvino", "tensorrt")
+# the backends harness/backends/ registers, one module each ('-' in a name is '_' in its module's;
+# tests/test_install.py keeps them equal)
+BACKEND_NAMES = ("ascend", "ascend-preview", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "default")  # what a user may ask for ('default' = the runtime's own choice)
 PROFILES = ("smoke", "full")
 SAVE_LAYOUTS = ("npz", "ais_bench")

@@ -298,11 +298,12 @@ def _reference_run(marked_path: Path, feeds: Mapping[str, np.ndarray]) -> dict[s
 
 
 def deployed_run(backend: Backend, onnx_path: Path, feeds: Mapping[str, np.ndarray],
-                 work_dir: Path) -> dict[str, np.ndarray]:
-    """``onnx_path`` compiled and run through the suite's own ``backend`` at the feeds' shapes."""
+                 work_dir: Path, spec=None) -> dict[str, np.ndarray]:
+    """``onnx_path`` compiled and run through the suite's own ``backend`` at the feeds' shapes
+    (with ``spec``'s compile options where given, e.g. the Ascend preview's keep list)."""
     shapes = {name: tuple(array.shape) for name, array in feeds.items()}
     artifact = work_dir / f"marked{backend.artifact_suffix}"
-    artifact = backend.compile(onnx_path, shapes, artifact, None)
+    artifact = backend.compile(onnx_path, shapes, artifact, spec)
     session = backend.open(artifact, shapes)
     try:
         return session.run(feeds)
@@ -359,7 +360,7 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
              threshold: float | None = None, time_limit_s: float = 300.0,
              max_tensor_bytes: int = 256 * 2**20, max_total_bytes: int = 2 * 2**30,
              work_dir: Path | None = None, module_names: Collection[str] | None = None,
-             label: str | None = None) -> Localisation:
+             label: str | None = None, spec=None) -> Localisation:
     """Localise where ``backend`` running ``onnx_path`` on ``feeds`` leaves the fp32 reference.
 
     ``backend`` is the suite's backend object as the failing run used it (requested precision and
@@ -368,7 +369,8 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
     (``Backend.not_localised``) or is not available here gives a Localisation with
     ``unavailable`` set instead of raising. ``module_names``
     (the network's ``named_modules()`` keys) refines the module scopes (:func:`module_scope`);
-    ``label`` names the model in the plot and table (default: the ONNX file name).
+    ``label`` names the model in the plot and table (default: the ONNX file name); ``spec``
+    gives the backend the model's compile options, as the failing run compiled it.
     """
     clock = _Clock(time_limit_s)
     model = onnx.load(str(onnx_path))
@@ -379,7 +381,7 @@ def localise(onnx_path: Path, backend: Backend, feeds: Mapping[str, np.ndarray],
         return result
     shapes, inferred = _static_shapes(model, feeds)
     tensors, result.skipped = _choose_tensors(inferred, shapes, max_tensor_bytes, max_total_bytes)
-    runs = _run_both(inferred, tensors, backend, feeds, work_dir, clock, result)
+    runs = _run_both(inferred, tensors, backend, feeds, work_dir, clock, result, spec)
     if runs is None:
         return result
     reference, deployed = runs
@@ -411,7 +413,7 @@ def _why_not_localised(backend: Backend) -> str | None:
 
 def _run_both(inferred: onnx.ModelProto, tensors: Sequence[str], backend: Backend,
               feeds: Mapping[str, np.ndarray], work_dir: Path | None, clock: _Clock,
-              result: Localisation) -> tuple[dict, dict] | None:
+              result: Localisation, spec=None) -> tuple[dict, dict] | None:
     """The marked graph's outputs on the reference and on ``backend``; None when the time
     limit stopped it after the reference run (noted in ``result``)."""
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="localise-") as tmp:
@@ -420,7 +422,7 @@ def _run_both(inferred: onnx.ModelProto, tensors: Sequence[str], backend: Backen
         reference = _reference_run(marked_path, feeds)
         if clock.stop_after("the reference run", result):
             return None
-        return reference, deployed_run(backend, marked_path, feeds, Path(tmp))
+        return reference, deployed_run(backend, marked_path, feeds, Path(tmp), spec)
 
 
 def _within_size(wanted: set[str], reference: Mapping[str, np.ndarray], max_tensor_bytes: int,
@@ -477,7 +479,7 @@ def localise_failure(spec, onnx_path: Path, backend: Backend, feeds: Mapping[str
         if threshold is not None and precision in spec.elementwise:
             threshold = min(threshold, spec.elementwise[precision].rtol)
         result = localise(onnx_path, backend, feeds, threshold=threshold,
-                          time_limit_s=time_limit_s, label=spec.name)
+                          time_limit_s=time_limit_s, label=spec.name, spec=spec)
         if result.unavailable:
             return result.summary()
         paths = localise_report.write(result, report_dir)

@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     network = stages.torch_network(spec, args.profile,
                                    stages.load_weights(spec, args.weights_dir))
     result = localise(onnx_path, backend, feeds, time_limit_s=args.time_limit,
-                      module_names={name for name, _ in network.named_modules()}, label=spec.name)
+                      module_names={name for name, _ in network.named_modules()}, label=spec.name,
+                      spec=spec)
     print(result.summary())
     if result.unavailable:
         return 1
@@ -81,7 +82,7 @@ def _worst_sample_picture(spec, backend, onnx_path: Path, network, group, feeds,
     from harness.pictures import worst_sample
 
     with tempfile.TemporaryDirectory(prefix="localise-") as tmp:
-        deployed = deployed_run(backend, onnx_path, feeds, Path(tmp))
+        deployed = deployed_run(backend, onnx_path, feeds, Path(tmp), spec)
     reference = torch_forward(network, feeds, spec.output_names)
     worst = max(range(len(group)), key=lambda i: max(
         relative_error(deployed[n][i], reference[n][i])[0] for n in spec.output_names))

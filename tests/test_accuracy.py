@@ -14,6 +14,6 @@ def test_deployed_model_matches_pytorch(model, backend, reference_outputs, deplo
     result = results.accuracy_result(model, backend.precision, reference_outputs, deployed_outputs,
                                      run.accept_bad_items, run.accept_missing)
     localised = divergence.localise() if result.diverged and deployed_outputs.sample_ids else ""
-    record(result, weights=weights.provenance, data=result.data, environment=backend.environment(),
+    record(result, weights=weights.provenance, data=result.data, environment=backend.environment(model),
            worst_sample_picture=divergence.picture(), localisation=localised)
     result.raise_if_failed(record.row, localised)

@@ -15,7 +15,7 @@ def options(**overrides):
                     data_root=None, batch_sizes=None, models=None, limit=None, cache_dir=".cache",
                     report_dir="reports", save_outputs=None, baseline=None, references=None, fps_regression=0.10,
                     accept_bad_items=None, accept_missing=False, workers=None, warmup=None, loop=None, save_layout="npz",
-                    seed_inputs=None, cache_budget=None, latest=False, perf_budget=None)
+                    seed_inputs=None, cache_budget=None, latest=False, perf_budget=None, keep_fp32=None)
     return SimpleNamespace(**{**defaults, **overrides})
 
 

@@ -28,7 +28,7 @@ def test_inference_fps(model, batch_size, backend, session, dataset, weights, ru
     result = perf.perf_row(model, run, backend, session, dataset, weights, batch_size, graph_count,
                            network=lambda: request.getfixturevalue("torch_network"))
     hand_to_benchmark(benchmark, result.timing.get("rounds_ms", []))
-    row = record(result, weights=weights.provenance, environment=backend.environment())
+    row = record(result, weights=weights.provenance, environment=backend.environment(model))
     ratio = next((f for f in result.figures if f.name == "reference_ratio"), None)
     benchmark.extra_info.update(perf.benchmark_extra_info(row, ratio, run.profile))
     result.raise_if_failed(record.row)

@@ -1,6 +1,7 @@
 """Backends by name: ``harness.backends.<name>`` defines ``BACKEND``, its class. Adding one is a
-module here and its name in ``harness.defaults.BACKEND_NAMES`` (which the options read before
-the harness is importable); no test changes."""
+module here (``-`` in a name is ``_`` in the module's) and its name in
+``harness.defaults.BACKEND_NAMES`` (which the options read before the harness is importable);
+no test changes."""
 from __future__ import annotations
 
 import importlib
@@ -15,7 +16,8 @@ DEFAULT_BACKEND = "onnxruntime"  # the embedded default: runs on any CPU
 def backend_class(name: str) -> type[Backend]:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return importlib.import_module(f"harness.backends.{name}").BACKEND
+    # a module name cannot hold '-': ascend-preview lives in ascend_preview.py
+    return importlib.import_module(f"harness.backends.{name.replace('-', '_')}").BACKEND
 
 
 def soc_backends(soc: str | None) -> tuple[str, ...]:

@@ -7,7 +7,8 @@ the NPU id InferSession loads on. :meth:`AscendBackend.from_options` builds it f
 
 A model's own atc options are an :class:`AtcOptions` in its card's ``compile_options['ascend']``:
 before ``atc``, its ``graph_passes`` run over the ONNX (harness/backends/onnx_passes.py: the
-seeds' int64 -> int32 fixes), and ``keep_fp32`` becomes the ``--keep_dtype`` file.
+seeds' int64 -> int32 fixes), and ``keep_fp32`` becomes the ``--keep_dtype`` file, unless the run
+gives its own list (``--keep-fp32 FILE``, :func:`keep_list`); each row records which list it used.
 
 Precision: ATC's default precision mode on inference SoCs is fp16 (operators that support both
 fp16 and fp32 run in fp16), so 'default' reports 'fp16'. 'fp32' passes
@@ -73,13 +74,42 @@ def atc_options(spec) -> AtcOptions:
     return spec.compile_options.get("ascend", AtcOptions())
 
 
+@dataclass(frozen=True)
+class KeepList:
+    """Lines of an ATC ``--keep_dtype`` file (``OpType::<type>`` or a node name each) and where
+    they come from: ``--keep-fp32 <file>``, the model card, or none."""
+
+    lines: tuple[str, ...]
+    source: str
+
+
+def keep_list(given: KeepList | None, spec) -> KeepList:
+    """The run's own list where given (``--keep-fp32 FILE``), else the card's (``AtcOptions.keep_fp32``)."""
+    if given is not None:
+        return given
+    card = atc_options(spec).keep_fp32 if spec is not None else ()
+    return KeepList(tuple(card), "the model card" if card else "none")
+
+
+def given_keep_list(config) -> KeepList | None:
+    """The run's ``--keep-fp32`` file (``RunConfig.keep_fp32``) read, or None."""
+    from harness.keep_fp32 import read_keep_dtype
+
+    return read_keep_dtype(config.keep_fp32) if config.keep_fp32 is not None else None
+
+
+def keep_environment(keep: KeepList) -> dict:
+    """What a row records of the keep list its model was compiled with."""
+    return {"keep_fp32": list(keep.lines), "keep_fp32_from": keep.source}
+
+
 def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence[int]], soc: str,
                 output_stem: str | Path, precision: str = "default",
-                keep_dtype_cfg: str | Path = KEEP_DTYPE_CFG) -> list[str]:
+                keep_dtype_cfg: str | Path = KEEP_DTYPE_CFG, keep_fp32: Sequence[str] | None = None) -> list[str]:
     """The seed's ``atc`` invocation for static ``input_shapes`` (batch axis included).
 
-    Reads ``spec.input_names`` and the model's :class:`AtcOptions`. ATC appends '.om' to
-    ``output_stem``.
+    Reads ``spec.input_names`` and the model's :class:`AtcOptions`; ``keep_fp32`` replaces the
+    card's keep list where given. ATC appends '.om' to ``output_stem``.
     """
     options = atc_options(spec)
     shapes = ";".join(f"{name}:{','.join(str(d) for d in input_shapes[name])}"
@@ -88,7 +118,7 @@ def atc_command(spec, onnx_path: str | Path, input_shapes: Mapping[str, Sequence
     if options.input_format is not None:
         command.append(f"--input_format={options.input_format}")
     command += [f"--input_shape={shapes}", "--log=error", f"--soc_version={soc}", *options.extra_args]
-    if options.keep_fp32:
+    if (options.keep_fp32 if keep_fp32 is None else keep_fp32):
         command.append(f"--keep_dtype={keep_dtype_cfg}")
     if precision == "fp32":
         command.append("--precision_mode=force_fp32")
@@ -245,6 +275,7 @@ class AscendBackend(Backend):
     artifact_suffix = ".om"
     default_precision = "default"  # the seeds ran ATC's default (fp16)
     reports_compute_time = True  # aclruntime's exec_time_list, around aclmdlExecute
+    reads_keep_fp32 = True
     not_localised = (
         "Ascend is not localised by the harness: dump the per-operator data with the CANN dump "
         "facility (acl.json dump config, or ais_bench --dump) and compare it with the ONNX using "
@@ -266,13 +297,16 @@ class AscendBackend(Backend):
     def option_name(cls, soc: str | None) -> str:
         return f"--soc {soc}" if soc else "--backend ascend"
 
-    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC):
+    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC,
+                 keep_fp32: KeepList | None = None):
         super().__init__(precision, device)
         self.soc = soc or DEFAULT_SOC
+        self.keep_fp32 = keep_fp32  # None: each model card's own list
 
     @classmethod
     def from_options(cls, config) -> "AscendBackend":
-        return cls(precision=config.precision, device=config.device, soc=config.soc)
+        return cls(precision=config.precision, device=config.device, soc=config.soc,
+                   keep_fp32=given_keep_list(config))
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -307,13 +341,15 @@ class AscendBackend(Backend):
     def compile_key(self, spec) -> dict:
         return {**super().compile_key(spec),
                 "atc_options": asdict(atc_options(spec)),
+                "keep_fp32": keep_list(self.keep_fp32, spec).lines,
                 "graph_passes_source": cache.source_hash(onnx_passes) if atc_options(spec).graph_passes else None}
 
     def machine(self) -> None:
         return None  # an accelerator row is keyed by its --soc
 
-    def environment(self) -> dict:
+    def environment(self, spec=None) -> dict:
         env = {**self.versions(), **npu_smi_versions(self.device), "device": self.device,
+               **(keep_environment(keep_list(self.keep_fp32, spec)) if spec is not None else {}),
                "ais_bench": _distribution_version("ais_bench"),
                "aclruntime": _distribution_version("aclruntime")}
         try:
@@ -344,9 +380,11 @@ class AscendBackend(Backend):
             if options.graph_passes:
                 model = onnx_passes.apply_passes(onnx_path, options.graph_passes,
                                                  Path(workdir) / f"{onnx_path.stem}_passed.onnx")
-            command = atc_command(spec, model, input_shapes, self.soc, stem, self.requested_precision)
-            if options.keep_fp32:
-                (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(options.keep_fp32) + "\n")
+            keep = keep_list(self.keep_fp32, spec).lines
+            command = atc_command(spec, model, input_shapes, self.soc, stem, self.requested_precision,
+                                  keep_fp32=keep)
+            if keep:
+                (Path(workdir) / KEEP_DTYPE_CFG).write_text("\n".join(keep) + "\n")
             done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
         output = (done.stdout + done.stderr).strip()
         produced = Path(f"{stem}.om")

@@ -102,6 +102,8 @@ class Backend(ABC):
     # None when harness.localise can mark the ONNX's intermediate tensors as outputs and run them
     # on this backend; else why not and what to use instead
     not_localised: str | None = None
+    # True when the backend compiles with ATC's keep list (--keep-fp32 FILE, else the card's)
+    reads_keep_fp32: bool = False
 
     def __init__(self, precision: str | None = None, device: int = 0):
         precision = precision or self.default_precision
@@ -147,8 +149,9 @@ class Backend(ABC):
         """Everything besides the ONNX and the shapes that determines the compiled artifact."""
         return {"precision": self.requested_precision, "versions": self.versions()}
 
-    def environment(self) -> dict:
-        """Versions and hardware that decide this backend's figures, for the report."""
+    def environment(self, spec=None) -> dict:
+        """Versions and hardware that decide this backend's figures, for the report; with ``spec``,
+        also what this backend did particular to that model (the Ascend keep list)."""
         return {**self.versions(), "device": self.device}
 
     def machine(self) -> str | None:

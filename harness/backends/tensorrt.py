@@ -172,8 +172,8 @@ class TensorRtBackend(Backend):
     def machine(self) -> None:
         return None  # an accelerator row is keyed by its --soc
 
-    def environment(self) -> dict:
-        return {**super().environment(), "driver": nvidia_smi("driver_version")}
+    def environment(self, spec=None) -> dict:
+        return {**super().environment(spec), "driver": nvidia_smi("driver_version")}
 
     def _fp16_engine(self, trt) -> bool:
         return self.requested_precision != "fp32" and hasattr(trt.BuilderFlag, "FP16")
