@@ -21,9 +21,10 @@ stored, so a dataset larger than the budget is read correctly, its first items f
 from __future__ import annotations
 
 import atexit
+import json
 import multiprocessing
 import os
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tqdm import tqdm
 
 from harness import cache, cache_budget, samples_cache
+from harness.digest import DamagedEntry
 from harness.samples_cache import SampleCache
 from harness.spec import DatasetLayoutError, Sample
 
@@ -48,6 +50,29 @@ class Item:
 
 class ItemUnreadable(Exception):
     """Raised by a reader's ``load`` when one item cannot be read; recorded, not fatal."""
+
+
+def read_json_index(path: Path) -> tuple[object, Counter]:
+    """A json index and the keys it repeats within one object, with how often each appears.
+
+    ``json.loads`` keeps the last of repeated keys without a word: an item listed twice would
+    be read once, as whichever entry came last."""
+    repeated: Counter = Counter()
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        counts = Counter(key for key, _ in pairs)
+        repeated.update({key: n for key, n in counts.items() if n > 1})
+        return dict(pairs)
+
+    return json.loads(Path(path).read_text(), object_pairs_hook=unique), repeated
+
+
+def listed_more_than_once(items: Sequence[Item], index: str) -> dict[str, str]:
+    """Item id -> why, for each id that the index lists more than once: such an item is left
+    out and fails the row (a repeated line would be scored twice, a repeated json key once as
+    its last entry), unless accepted by name (--accept-bad-items)."""
+    counts = Counter(item.id for item in items)
+    return {i: f"listed {n} times in {index}" for i, n in counts.items() if n > 1}
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
@@ -103,9 +128,12 @@ class IndexedDataset:
         limit: int | None = None,
         generated: bool = False,
         finish: Callable[[Sample], Sample] | None = None,
+        index: str = "the dataset's index",
     ):
         self.root = Path(root)
-        self.items = list(items)
+        # an item the index lists more than once is left out, failed by name
+        self.repeated = listed_more_than_once(items, index)
+        self.items = [item for item in items if item.id not in self.repeated]
         self._load = load
         self._finish_sample = finish
         self.limit = limit
@@ -120,6 +148,7 @@ class IndexedDataset:
         self.total = PassCounts()  # over every pass of this dataset in this process
         self.missing: list[str] = []
         self.failed: dict[str, str] = {}
+        self.rebuilt: dict[str, str] = {}  # damaged cache entries rebuilt in this run: what -> why
         self._entry_bytes: list[int] = []  # sizes of this dataset's entries, to size the next
         self._reserved: dict[Path, int] = {}  # what the budget admitted for entries in flight
 
@@ -142,7 +171,7 @@ class IndexedDataset:
         return self
 
     def __iter__(self) -> Iterator[Sample]:
-        self.read, self.samples, self.missing, self.failed = 0, 0, [], {}
+        self.read, self.samples, self.missing, self.failed = 0, 0, [], dict(self.repeated)
         self.this_pass = PassCounts()
         self.passes += 1
         items = self.items[: self.limit] if self.limit else self.items
@@ -225,6 +254,8 @@ class IndexedDataset:
         if not isinstance(state, Future):
             try:
                 samples = samples_cache.read_entry(entry)
+            except DamagedEntry as damage:
+                return self._rebuild(item, entry, str(damage))
             finally:
                 cache_budget.unpin(entry)
             self.this_pass.from_cache += 1
@@ -255,6 +286,22 @@ class IndexedDataset:
             self.this_pass.not_kept += 1
         return samples
 
+    def _rebuild(self, item: Item, entry: Path, why: str) -> list[Sample]:
+        """A damaged entry is never used: removed, the item decoded again here and stored anew
+        (unless another process still holds the damaged one), and the rebuild noted."""
+        self.note_rebuilt(f"the samples of {item.id}", why)
+        cache_budget.unpin(entry)
+        self.budget.discard(entry)
+        self.this_pass.decoded += 1
+        samples = list(self._load(item))
+        if not entry.exists():
+            self.budget.charge(samples_cache.write_entry(entry, samples), only="samples")
+        return samples
+
+    def note_rebuilt(self, what: str, why: str) -> None:
+        """A damaged cache entry behind this dataset's rows was rebuilt (the rows say so)."""
+        self.rebuilt[what] = why
+
     @property
     def complete(self) -> bool:
         return (
@@ -283,6 +330,7 @@ class IndexedDataset:
             "missing": len(self.missing),
             "missing_names": self.missing[:20],
             "failed": self.failed,
+            "rebuilt": dict(self.rebuilt),
             "complete": self.complete,
         }
 

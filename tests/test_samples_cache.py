@@ -156,7 +156,7 @@ def test_array_targets_are_stored_integers_mapped_floats_compressed(tmp_path):
         assert sample.target.tobytes() == flow.tobytes() and sample.target.shape == (2, 2)
     assert isinstance(sample.inputs["x"], np.memmap) and dataset.decoded == 0
     (entry,) = samples_cache.entries_in(tmp_path / "cache")
-    assert sorted(p.suffix for p in entry.iterdir()) == [".npy", ".pkl", ".zlib"]
+    assert sorted(p.suffix for p in entry.iterdir()) == [".json", ".npy", ".pkl", ".zlib"]  # .json: digests
 
 
 def test_identity_covers_every_file_of_a_frame_folder_and_the_meta_paths(tmp_path):
