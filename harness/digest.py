@@ -52,9 +52,10 @@ def problem(path: Path, recorded: dict[str, str] | None, leave_out: str = "") ->
     except OSError as err:
         return f"{path}: unreadable ({err})"
     for name, expected in recorded.items():
+        what = "its content" if name == "." else name
         if name not in found:
-            return f"{path}: {name} is gone"
+            return f"{path}: {what} is gone"
         if found[name] != expected:
-            return f"{path}: {name} does not match the {ALGORITHM} digest written with it"
+            return f"{path}: {what} does not match the {ALGORITHM} digest written with it"
     extra = sorted(set(found) - set(recorded))
     return f"{path}: {extra[0]} was not written with it" if extra else None
