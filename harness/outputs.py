@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -124,6 +125,28 @@ class OutputStore:
     def ids(self) -> list[str]:
         return sorted(str(p.relative_to(self.root))[:-len(".npz")] for p in self.root.rglob("*.npz")
                       if not p.name.startswith("."))
+
+
+def clear_earlier_dump(root: Path, models: Iterable[str], folders: Iterable[str]) -> list[Path]:
+    """Make ``root`` (``--save-outputs``) hold this run's files only: the folders an earlier dump
+    wrote there (``<model>/<folder>/``, a folder per backend and ``torch``) are removed, since the
+    seeds' scripts list a folder's contents and would take them for this run's. Anything else
+    in it is not the dump's to delete: a ValueError names it. Returns what was removed."""
+    root, models, folders = Path(root), set(models), set(folders)
+    if not root.is_dir():
+        return []
+    earlier = sorted(root.iterdir())
+    foreign = [p for p in earlier if not (p.is_dir() and p.name in models)]
+    foreign += [q for p in earlier if p.is_dir() and p.name in models
+                for q in sorted(p.iterdir()) if not (q.is_dir() and q.name in folders)]
+    if foreign:
+        raise ValueError(f"{root} holds {', '.join(str(p.relative_to(root)) for p in foreign[:5])}"
+                         f"{' ...' if len(foreign) > 5 else ''}, which no dump of this suite writes "
+                         f"(<model>/<backend or torch>/); give an empty or new folder, or one only "
+                         f"an earlier --save-outputs wrote (its dump is then replaced)")
+    for path in earlier:
+        shutil.rmtree(path)
+    return earlier
 
 
 # what a deployed runtime may return for an output: the declared float32, or float16 from a
