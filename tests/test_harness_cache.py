@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness import cache
@@ -274,3 +275,40 @@ def test_a_full_disk_names_the_cache_and_the_budget_and_leaves_no_entry(tmp_path
     assert str(tmp_path) in message and "1.0 GB budget" in message and "--cache-budget" in message
     assert "onnx/m/" in message
     assert [p.name for p in (tmp_path / "onnx" / "m").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_damaged_artifact_is_built_again_with_a_warning(tmp_path):
+    built = []
+
+    def build(out: Path) -> None:
+        built.append(out)
+        out.mkdir()
+        (out / "graph.bin").write_bytes(b"weights" * 100)
+
+    first = cache.build_once(tmp_path, "kind", {"name": "a"}, build)
+    cache_budget.unpin(first)  # as a later run finds it
+    assert cache.build_once(tmp_path, "kind", {"name": "a"}, build) == first and len(built) == 1
+    cache_budget.unpin(first)
+    (first / "graph.bin").write_bytes(b"weights" * 99)  # an interrupted copy
+    with pytest.warns(cache.CacheEntryRebuilt, match=rf"rebuilding the cache artifact {first}: graph.bin does not "
+                                                     r"match the xxh3_128 digest written with it"):
+        again = cache.build_once(tmp_path, "kind", {"name": "a"}, build)
+    assert again == first and len(built) == 2 and (first / "graph.bin").read_bytes() == b"weights" * 100
+    assert cache.REBUILT[-1].startswith(f"{first}: graph.bin")
+
+
+def test_a_damaged_reference_output_is_not_in_the_store_and_says_why(tmp_path):
+    from harness.outputs import OutputStore
+
+    store = OutputStore(tmp_path, verified=True)
+    store.put("s1", {"out": np.arange(6, dtype=np.float32)})
+    assert "s1" in OutputStore(tmp_path, verified=True)
+    data = bytearray(store.path("s1").read_bytes())
+    data[-30] ^= 0x10
+    store.path("s1").write_bytes(bytes(data))
+    later = OutputStore(tmp_path, verified=True)  # the next run
+    assert "s1" not in later and not store.path("s1").exists()
+    assert later.damaged == {"s1": f"{store.path('s1')}: its content does not match the xxh3_128 digest written with it"}
+    with pytest.raises(KeyError, match="no intact outputs stored for sample 's1'"):
+        later.get("s1")
+    assert OutputStore(tmp_path).ids() == [], "the digest beside it is no sample"
