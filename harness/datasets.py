@@ -277,6 +277,8 @@ class IndexedDataset:
             return list(self._load(item))
         try:
             samples = samples_cache.read_entry(entry)  # memory-mapped: readable after a discard
+        except DamagedEntry as damage:  # damaged between its write and this read
+            return self._rebuild(item, entry, str(damage))
         finally:
             cache_budget.unpin(entry)
         if within:

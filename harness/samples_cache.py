@@ -136,7 +136,9 @@ class SampleCache:
 
 
 def is_stored(entry: Path) -> bool:
-    return (entry / _INDEX).is_file()
+    """An entry's folder is renamed into place whole: one under its final name was stored, and
+    what it lacks now (a lost index, a truncated file) is damage that :func:`read_entry` names."""
+    return entry.is_dir()
 
 
 _NPY, _ZLIB = "npy", "zlib"

@@ -88,7 +88,7 @@ def test_missing_and_unreadable_items_are_recorded_and_never_stored(tree):
     assert len(list(samples_cache.entries_in(tree[3]))) == 5
 
 
-@pytest.mark.parametrize("damage", ["flipped bit", "truncated array", "empty index", "no digests"])
+@pytest.mark.parametrize("damage", ["flipped bit", "truncated array", "empty index", "lost index", "no digests"])
 def test_a_damaged_entry_is_decoded_again_never_used_and_noted(tree, damage):
     first = open_fake(tree)
     cold = [(s.id, s.inputs["x"].copy()) for s in first]
@@ -100,6 +100,8 @@ def test_a_damaged_entry_is_decoded_again_never_used_and_noted(tree, damage):
         npy.write_bytes(npy.read_bytes()[:100])
     elif damage == "empty index":
         (entry / "samples.pkl").write_bytes(b"")
+    elif damage == "lost index":
+        (entry / "samples.pkl").unlink()
     else:
         (entry / "digests.json").unlink()
     second = open_fake(tree)
@@ -113,6 +115,7 @@ def test_a_damaged_entry_is_decoded_again_never_used_and_noted(tree, damage):
     assert why.endswith({"flipped bit": "0.x.npy does not match the xxh3_128 digest written with it",
                          "truncated array": "0.x.npy does not match the xxh3_128 digest written with it",
                          "empty index": "samples.pkl does not match the xxh3_128 digest written with it",
+                         "lost index": "samples.pkl is gone",
                          "no digests": "no xxh3_128 digest recorded with it (written by an earlier version or "
                                        "interrupted)"}[damage])
     third = open_fake(tree)
