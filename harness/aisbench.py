@@ -481,12 +481,14 @@ def _compare_one(result: SeedInputComparison, rel: str, sample, seed: np.ndarray
             f"{rel} ({seed.size} values, the suite's sample {expected_size}: another --profile?)",
             sample.id, float("inf"), float("inf"), 1.0))
         return
+    nonfinite = {who: int((~np.isfinite(a)).sum()) for who, a in (("the seed file", seed), ("the suite", mine))}
+    named = "; ".join(f"{who} holds {n} NaN or Inf of {seed.size} values" for who, n in nonfinite.items() if n)
     diff = np.abs(seed.astype(np.float64) - mine)
     result.max_abs = max(result.max_abs, float(diff.max(initial=0.0)))
-    beyond = diff > result.atol + result.rtol * np.abs(mine)
+    beyond = ~(diff <= result.atol + result.rtol * np.abs(mine))  # NaN is beyond: it never compares
     if beyond.any():
-        result.differences.append(InputDifference(rel, sample.id, float(diff.max()), float(diff.mean()),
-                                                  float(beyond.mean())))
+        result.differences.append(InputDifference(f"{rel} ({named})" if named else rel, sample.id,
+                                                  float(diff.max()), float(diff.mean()), float(beyond.mean())))
 
 
 def compare_seed_inputs(root: Path, layout: SeedBinLayout, samples: Iterable,

@@ -28,11 +28,12 @@ import os
 import re
 import shutil
 import types
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from harness import cache_budget
+from harness import cache_budget, digest
 from harness.cache_budget import pid_alive
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # (the pipeline's '<tmp>.raw.onnx')
 _TEMPORARY = re.compile(r"^\.(?P<key>[0-9a-f]{24})\.tmp(?P<pid>\d+)")
 
-# Artifacts built by this process's run, for the report ("a warm rerun converts nothing").
+
+class CacheEntryRebuilt(UserWarning):
+    """A cached entry did not match the digest written with it and was built again."""
 
 
 def content_key(parts: Mapping[str, Any]) -> str:
@@ -159,20 +162,24 @@ def build_once(
     key = content_key(parts)
     final = Path(cache_dir) / kind / f"{key}{suffix}"
     remove_orphans(final.parent)
-    if cache_budget.pin(final):
-        cache_budget.touch(final)
+    budget = state.budget if state is not None else cache_budget.CacheBudget(Path(cache_dir).resolve())
+    if _reuse(final, budget, state):
         return final
     with _locked(final.parent / f".{key}.lock"):
-        if cache_budget.pin(final):  # another worker built it while this one waited
-            cache_budget.touch(final)
+        if _reuse(final, budget, state):  # another worker built it while this one waited
             return final
-        budget = state.budget if state is not None else cache_budget.CacheBudget(Path(cache_dir).resolve())
         sidecar = final.parent / f"{key}.key.json"
-        try:
-            # the key first: an artifact under its final name always has its key beside it
-            atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(parts, indent=1, sort_keys=True, default=str)),
+
+        def build_and_record(tmp: Path) -> None:
+            build(tmp)
+            # the key and the digest of what was built before the rename: an artifact under its
+            # final name always has both beside it
+            record = {"key": parts, "digest": digest.of_tree(tmp)}
+            atomic_write(sidecar, lambda out: out.write_text(json.dumps(record, indent=1, sort_keys=True, default=str)),
                          final.parent / f".{key}.tmp{os.getpid()}.key.json")
-            atomic_write(final, build, final.parent / f".{key}.tmp{os.getpid()}{suffix}")
+
+        try:
+            atomic_write(final, build_and_record, final.parent / f".{key}.tmp{os.getpid()}{suffix}")
         except BaseException as err:
             sidecar.unlink(missing_ok=True)
             if is_disk_full(err):
@@ -183,6 +190,32 @@ def build_once(
         state.built.append(f"{kind}/{final.name}")
     budget.charge(tree_size(final))
     return final
+
+
+def _reuse(final: Path, budget: cache_budget.CacheBudget, state: "RunState | None") -> bool:
+    """Whether the artifact is there, intact, and now pinned for this process. A damaged one (its
+    content is not what its digest says) is never used: removed, to be built again, said so in
+    the run's ``state.rebuilt`` and as a warning."""
+    if not cache_budget.pin(final):
+        return False
+    why = digest.problem(final, _recorded_digest(final))
+    if why is None:
+        cache_budget.touch(final)
+        return True
+    cache_budget.unpin(final)
+    budget.discard(final)
+    if state is not None:
+        state.rebuilt.append(why)
+    warnings.warn(CacheEntryRebuilt(f"rebuilding the cache artifact {why}"))
+    return False
+
+
+def _recorded_digest(final: Path) -> dict | None:
+    try:
+        record = json.loads((final.parent / f"{final.name[:24]}.key.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("digest") if isinstance(record, dict) else None
 
 
 def artifact_identity(path: Path) -> str:

@@ -127,10 +127,42 @@ def load_checkpoint(spec: ModelSpec, path: Path) -> Weights:
         raw = {k[len(prefix):]: v for k, v in raw.items()}
     _require_finite(path, raw)
     sha = file_sha256(path)
-    provenance: dict[str, Any] = {"source": "checkpoint", "path": str(path), "sha256": sha}
+    provenance: dict[str, Any] = {"source": "checkpoint", "path": str(path), "sha256": sha,
+                                  "stored_dtypes": stored_dtypes(raw)}
     if spec.checkpoint.sha256_prefix:
         provenance["sha256_matches_name"] = sha.startswith(spec.checkpoint.sha256_prefix)
+    note = half_precision_note(provenance["stored_dtypes"])
+    if note:
+        provenance["note"] = note
     return Weights(dict(raw), provenance)
+
+
+# the relative rounding a weight stored at that precision already carries (half its unit step)
+_HALF_PRECISIONS = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
+
+
+def stored_dtypes(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many tensors the checkpoint stores at each dtype (what loading upcasts is not seen
+    afterwards: the network's parameters are float32 whatever the file held)."""
+    counts: dict[str, int] = {}
+    for tensor in state_dict.values():
+        name = str(tensor.dtype).removeprefix("torch.")
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def half_precision_note(dtypes: dict[str, int]) -> str:
+    """What half-precision weights mean for the verdicts; '' for a full-precision checkpoint."""
+    half = {name: count for name, count in dtypes.items() if name in _HALF_PRECISIONS}
+    if not half:
+        return ""
+    stored = ", ".join(f"{count} tensor(s) as {name}" for name, count in half.items())
+    worst = max(half, key=_HALF_PRECISIONS.get)
+    return (f"half-precision checkpoint ({stored}), upcast to float32 on load: PyTorch and the deployment run "
+            f"the same upcast values, so the element-wise tolerances hold as for float32 weights; against a "
+            f"full-precision original (the published figures' network, if it was one) each weight already "
+            f"differs by up to {_HALF_PRECISIONS[worst]:.2g} relative ({worst} rounding), which no tolerance here "
+            f"covers")
 
 
 def _require_finite(path: Path, state_dict: dict[str, torch.Tensor]) -> None:

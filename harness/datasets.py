@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import multiprocessing
 import os
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tqdm import tqdm
 
 from harness import cache, cache_budget, samples_cache
+from harness.digest import DamagedEntry
 from harness.runstate import PassCounts, RunState
 from harness.samples_cache import SampleCache
 from harness.spec import DatasetLayoutError, Sample
@@ -50,6 +52,29 @@ class Item:
 
 class ItemUnreadable(Exception):
     """Raised by a reader's ``load`` when one item cannot be read; recorded, not fatal."""
+
+
+def read_json_index(path: Path) -> tuple[object, Counter]:
+    """A json index and the keys it repeats within one object, with how often each appears.
+
+    ``json.loads`` keeps the last of repeated keys without a word: an item listed twice would
+    be read once, as whichever entry came last."""
+    repeated: Counter = Counter()
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        counts = Counter(key for key, _ in pairs)
+        repeated.update({key: n for key, n in counts.items() if n > 1})
+        return dict(pairs)
+
+    return json.loads(Path(path).read_text(), object_pairs_hook=unique), repeated
+
+
+def listed_more_than_once(items: Sequence[Item], index: str) -> dict[str, str]:
+    """Item id -> why, for each id that the index lists more than once: such an item is left
+    out and fails the row (a repeated line would be scored twice, a repeated json key once as
+    its last entry), unless accepted by name (--accept-bad-items)."""
+    counts = Counter(item.id for item in items)
+    return {i: f"listed {n} times in {index}" for i, n in counts.items() if n > 1}
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,9 +100,12 @@ class IndexedDataset:
         limit: int | None = None,
         generated: bool = False,
         finish: Callable[[Sample], Sample] | None = None,
+        index: str = "the dataset's index",
     ):
         self.root = Path(root)
-        self.items = list(items)
+        # an item the index lists more than once is left out, failed by name
+        self.repeated = listed_more_than_once(items, index)
+        self.items = [item for item in items if item.id not in self.repeated]
         self._load = load
         self._finish_sample = finish
         self.limit = limit
@@ -93,6 +121,7 @@ class IndexedDataset:
         self.total = PassCounts()  # over every pass of this dataset in this process
         self.missing: list[str] = []
         self.failed: dict[str, str] = {}
+        self.rebuilt: dict[str, str] = {}  # damaged cache entries rebuilt in this run: what -> why
         self._entry_bytes: list[int] = []  # sizes of this dataset's entries, to size the next
         self._reserved: dict[Path, int] = {}  # what the budget admitted for entries in flight
 
@@ -119,7 +148,7 @@ class IndexedDataset:
         return self
 
     def __iter__(self) -> Iterator[Sample]:
-        self.read, self.samples, self.missing, self.failed = 0, 0, [], {}
+        self.read, self.samples, self.missing, self.failed = 0, 0, [], dict(self.repeated)
         self.this_pass = PassCounts()
         self.passes += 1
         items = self.items[: self.limit] if self.limit else self.items
@@ -204,6 +233,8 @@ class IndexedDataset:
         if not isinstance(state, Future):
             try:
                 samples = samples_cache.read_entry(entry)
+            except DamagedEntry as damage:
+                return self._rebuild(item, entry, str(damage))
             finally:
                 cache_budget.unpin(entry)
             self.this_pass.from_cache += 1
@@ -225,6 +256,8 @@ class IndexedDataset:
             return list(self._load(item))
         try:
             samples = samples_cache.read_entry(entry)  # memory-mapped: readable after a discard
+        except DamagedEntry as damage:  # damaged between its write and this read
+            return self._rebuild(item, entry, str(damage))
         finally:
             cache_budget.unpin(entry)
         if within:
@@ -233,6 +266,22 @@ class IndexedDataset:
             self.budget.discard(entry)
             self.this_pass.not_kept += 1
         return samples
+
+    def _rebuild(self, item: Item, entry: Path, why: str) -> list[Sample]:
+        """A damaged entry is never used: removed, the item decoded again here and stored anew
+        (unless another process still holds the damaged one), and the rebuild noted."""
+        self.note_rebuilt(f"the samples of {item.id}", why)
+        cache_budget.unpin(entry)
+        self.budget.discard(entry)
+        self.this_pass.decoded += 1
+        samples = list(self._load(item))
+        if not entry.exists():
+            self.budget.charge(samples_cache.write_entry(entry, samples), only="samples")
+        return samples
+
+    def note_rebuilt(self, what: str, why: str) -> None:
+        """A damaged cache entry behind this dataset's rows was rebuilt (the rows say so)."""
+        self.rebuilt[what] = why
 
     @property
     def complete(self) -> bool:
@@ -262,6 +311,7 @@ class IndexedDataset:
             "missing": len(self.missing),
             "missing_names": self.missing[:20],
             "failed": self.failed,
+            "rebuilt": dict(self.rebuilt),
             "complete": self.complete,
         }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from harness import digest
 from harness.cache import atomic_write
 from harness.spec import Elementwise, Sample
 
@@ -54,23 +56,66 @@ def split(outputs: Mapping[str, np.ndarray], count: int) -> list[dict[str, np.nd
 
 
 class OutputStore:
-    """Outputs per sample id on disk, written atomically (safe when xdist workers share it)."""
+    """Outputs per sample id on disk, written atomically (safe when xdist workers share it).
 
-    def __init__(self, root: Path):
+    ``verified``: a cache the suite reads back (the PyTorch reference outputs) rather than a
+    dump for the user: each ``.npz`` gets a digest beside it (``.<name>.npz.xxh3``, hidden from
+    :meth:`ids`), and a sample whose file does not match it is not ``in`` the store: it is
+    removed, its reason kept in ``damaged``, for the caller to compute again and say so."""
+
+    def __init__(self, root: Path, verified: bool = False):
         self.root = Path(root)
+        self.verified = verified
+        self.damaged: dict[str, str] = {}  # sample id -> why its stored outputs were not used
+        self._intact: set[str] = set()  # checked by this process (or written by it)
 
     def path(self, sample_id: str) -> Path:
         return self.root / f"{sample_id}.npz"
 
+    def _digest_path(self, sample_id: str) -> Path:
+        path = self.path(sample_id)
+        return path.with_name(f".{path.name}.{digest.ALGORITHM}")
+
     def __contains__(self, sample_id: str) -> bool:
-        return self.path(sample_id).exists()
+        if not self.path(sample_id).exists():
+            return False
+        if not self.verified or sample_id in self._intact:
+            return True
+        why = self._damage(sample_id)
+        if why is not None:
+            self.damaged[sample_id] = why
+            self.path(sample_id).unlink(missing_ok=True)
+        else:
+            self._intact.add(sample_id)
+        return why is None
+
+    def _damage(self, sample_id: str) -> str | None:
+        try:
+            recorded = {".": self._digest_path(sample_id).read_text().strip()}
+        except OSError:
+            recorded = None
+        return digest.problem(self.path(sample_id), recorded)
 
     def put(self, sample_id: str, outputs: Mapping[str, np.ndarray]) -> None:
         path = self.path(sample_id)
         # np.savez appends '.npz' to a name without it: the temporary name keeps the suffix
-        atomic_write(path, lambda tmp: np.savez(tmp, **outputs), path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz"))
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        if not self.verified:
+            atomic_write(path, lambda out: np.savez(out, **outputs), tmp)
+            return
+
+        def write(out: Path) -> None:  # the digest first: a file under its name always has one
+            np.savez(out, **outputs)
+            sidecar = self._digest_path(sample_id)
+            atomic_write(sidecar, lambda d: d.write_text(digest.of_file(out)))
+
+        atomic_write(path, write, tmp)
+        self._intact.add(sample_id)
 
     def get(self, sample_id: str) -> dict[str, np.ndarray]:
+        if self.verified and sample_id not in self:
+            why = self.damaged.get(sample_id, "not stored")
+            raise KeyError(f"{self.root}: no intact outputs stored for sample {sample_id!r}: {why}")
         try:
             with np.load(self.path(sample_id)) as arrays:
                 return {n: arrays[n] for n in arrays.files}
@@ -80,6 +125,28 @@ class OutputStore:
     def ids(self) -> list[str]:
         return sorted(str(p.relative_to(self.root))[:-len(".npz")] for p in self.root.rglob("*.npz")
                       if not p.name.startswith("."))
+
+
+def clear_earlier_dump(root: Path, models: Iterable[str], folders: Iterable[str]) -> list[Path]:
+    """Make ``root`` (``--save-outputs``) hold this run's files only: the folders an earlier dump
+    wrote there (``<model>/<folder>/``, a folder per backend and ``torch``) are removed, since the
+    seeds' scripts list a folder's contents and would take them for this run's. Anything else
+    in it is not the dump's to delete: a ValueError names it. Returns what was removed."""
+    root, models, folders = Path(root), set(models), set(folders)
+    if not root.is_dir():
+        return []
+    earlier = sorted(root.iterdir())
+    foreign = [p for p in earlier if not (p.is_dir() and p.name in models)]
+    foreign += [q for p in earlier if p.is_dir() and p.name in models
+                for q in sorted(p.iterdir()) if not (q.is_dir() and q.name in folders)]
+    if foreign:
+        raise ValueError(f"{root} holds {', '.join(str(p.relative_to(root)) for p in foreign[:5])}"
+                         f"{' ...' if len(foreign) > 5 else ''}, which no dump of this suite writes "
+                         f"(<model>/<backend or torch>/); give an empty or new folder, or one only "
+                         f"an earlier --save-outputs wrote (its dump is then replaced)")
+    for path in earlier:
+        shutil.rmtree(path)
+    return earlier
 
 
 # what a deployed runtime may return for an output: the declared float32, or float16 from a

@@ -138,6 +138,9 @@ def data_findings(result: Result, dataset: dict, accepted: Sequence[str] = (), a
     taken = [a for a in accepted if a in named_missing or a in (dataset.get("failed") or {})]
     if taken:
         result.note("data", f"left out as accepted with --accept-bad-items: {listing(taken)}")
+    rebuilt = dataset.get("rebuilt") or {}
+    if rebuilt:  # a damaged cache entry is never used: rebuilt from the dataset and the network
+        result.note("data", f"rebuilt {len(rebuilt)} cache entries: {'; '.join(list(rebuilt.values())[:NAMED])}")
 
 
 def accuracy_result(spec: ModelSpec, precision: str, reference: ReferenceRun, deployed: DeployedRun,

@@ -38,6 +38,7 @@ class PassCounts:
 class RunState:
     budget: CacheBudget  # the cache directory's disk budget (--cache-budget), measured from the run's start
     built: list[str] = field(default_factory=list)  # artifacts this run converted: 'kind/name'
+    rebuilt: list[str] = field(default_factory=list)  # artifacts found damaged (not their digest) and built again: why
     served: PassCounts = field(default_factory=PassCounts)  # every dataset pass of this process's run
     worker_reports: list[dict] = field(default_factory=list)  # xdist workers' budget reports, on the controller
 

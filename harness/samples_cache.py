@@ -27,7 +27,9 @@ entry is about a quarter of the float32 tensors. Integer arrays are ``.npy`` fil
 memory-mapped; float arrays (what has no integer stage, e.g. a ground-truth flow) are stored
 losslessly compressed (bytes regrouped by significance, then zlib: 1.6x on Sintel's flow).
 ``samples.pkl`` names the samples (id, arrays and how each is stored, non-array targets; pickled:
-the cache is written by this suite only). It is written in ``.tmp/`` and renamed into place
+the cache is written by this suite only); ``digests.json`` holds an xxHash digest of every other
+file (:mod:`harness.digest`), checked on every read: a damaged entry is removed and its item
+decoded again (:class:`~harness.datasets.IndexedDataset` says so in the row). It is written in ``.tmp/`` and renamed into place
 (:func:`harness.cache.atomic_write`), so concurrent ``pytest -n`` workers and killed runs never
 leave a partial entry under its final name; the temporary folders of dead processes are removed
 when a cache is opened. Only items that loaded are stored: a missing or unreadable item is never
@@ -46,11 +48,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from harness import digest
 from harness.cache import atomic_write, tree_size
 from harness.cache_budget import pid_alive
+from harness.digest import DamagedEntry
 from harness.spec import Sample
 
 _INDEX = "samples.pkl"
+_DIGESTS = "digests.json"  # harness.digest.of_tree of every other file, written with them
 _TMP = ".tmp"
 _TARGET = "__target__"  # file name part of an array target, never an ONNX input name here
 _PROJECT_PACKAGES = ("harness", "models")
@@ -131,7 +136,9 @@ class SampleCache:
 
 
 def is_stored(entry: Path) -> bool:
-    return (entry / _INDEX).is_file()
+    """An entry's folder is renamed into place whole: one under its final name was stored, and
+    what it lacks now (a lost index, a truncated file) is damage that :func:`read_entry` names."""
+    return entry.is_dir()
 
 
 _NPY, _ZLIB = "npy", "zlib"
@@ -176,13 +183,27 @@ def write_entry(entry: Path, samples: Sequence[Sample]) -> int:
             index.append((sample.id, stored, array_target, target))
         with open(tmp / _INDEX, "wb") as f:
             pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+        (tmp / _DIGESTS).write_text(json.dumps(digest.of_tree(tmp, leave_out=_DIGESTS)))
 
     atomic_write(entry, write, entry.parent.parent / _TMP / f"{entry.name}.{os.getpid()}")
     return tree_size(entry)
 
 
 def read_entry(entry: Path) -> list[Sample]:
-    """The stored samples: integer arrays memory-mapped read-only, float arrays decompressed."""
+    """The stored samples: integer arrays memory-mapped read-only, float arrays decompressed,
+    after checking every file against the digests written with them; a damaged entry (a flipped
+    bit, a truncated or missing file) raises :class:`~harness.digest.DamagedEntry` naming it."""
+    try:
+        recorded = json.loads((entry / _DIGESTS).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    why = digest.problem(entry, recorded, leave_out=_DIGESTS)
+    if why is not None:
+        raise DamagedEntry(why)
+    return _read_index(entry)
+
+
+def _read_index(entry: Path) -> list[Sample]:
     with open(entry / _INDEX, "rb") as f:
         index = pickle.load(f)
     samples = []

@@ -19,6 +19,12 @@ from harness.spec import Sample
 FLO_MAGIC = np.float32(202021.25)  # Middlebury's tag: the bytes read "PIEH"
 _FLO_HEADER_BYTES = 12
 _MAX_FLO_SIDE = 100_000  # a larger width/height means the header is garbage
+# Middlebury's "unknown flow": a component larger than this in magnitude (UNKNOWN_FLOW_THRESH in
+# flow-code's flowIO.h; its imageLib counts NaN as unknown too). MPI-Sintel uses no such value:
+# its ground truth is dense, the SDK's flow_io.py reads every pixel, and the evaluations of the
+# benchmark, of FlowNet2 and of GMA (RAFT's validate_sintel) score every pixel with no validity
+# mask. So a ground truth holding one cannot be scored as published: the pair fails, counted.
+UNKNOWN_FLOW_THRESH = 1e9
 
 SINTEL_LAYOUT = """\
 <root>/                             (e.g. <data-root>/MPI-Sintel)
@@ -103,6 +109,18 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def undefined_flow(flow: np.ndarray) -> str:
+    """How many pixels of a [H, W, 2] flow hold NaN or Inf, or Middlebury's unknown flow; ''
+    when none do."""
+    finite = np.isfinite(flow).all(axis=-1)
+    unknown = finite & (np.abs(np.where(np.isfinite(flow), flow, 0)) > UNKNOWN_FLOW_THRESH).any(axis=-1)
+    found = [f"{int(count)} of {finite.size} pixels hold {what}"
+             for count, what in (((~finite).sum(), "NaN or Inf"),
+                                 (unknown.sum(), f"unknown flow (|u| or |v| > {UNKNOWN_FLOW_THRESH:g})"))
+             if count]
+    return ", ".join(found)
+
+
 def load_pair(item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame i, frame i+1) as HxWx3 uint8 RGB, and the flow between them, HxWx2 float32."""
     second, flo = item.meta
@@ -111,6 +129,10 @@ def load_pair(item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         flow = read_flo(flo)
     except (OSError, ValueError) as err:
         raise ItemUnreadable(str(err) if isinstance(err, ValueError) else f"{flo}: {err}") from err
+    undefined = undefined_flow(flow)
+    if undefined:
+        raise ItemUnreadable(f"{flo}: {undefined}; MPI-Sintel's ground truth is dense and scored at every "
+                             f"pixel (no validity mask), expected finite flow")
     if img1.shape != img2.shape or flow.shape[:2] != img1.shape[:2]:
         raise ItemUnreadable(
             f"{item.id}: sizes disagree: {item.path} {img1.shape[:2]}, {second} {img2.shape[:2]}, "

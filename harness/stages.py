@@ -169,7 +169,7 @@ class ReferenceOutputs(OutputStore):
     runs on its CPU); ``get(sample_id)`` looks a sample up by the id the dataset gave it."""
 
     def __init__(self, root: Path):
-        super().__init__(root)
+        super().__init__(root, verified=True)  # a damaged entry is computed again (reference_pass)
         self.digests: dict[str, str] = {}
         # the session compares every deployed pass with these: never evicted while it runs
         self.root.mkdir(parents=True, exist_ok=True)
@@ -209,6 +209,8 @@ def reference_pass(spec: ModelSpec, profile: str, weights: checkpoint.Weights,
             if save_outputs is not None:
                 OutputStore(save_outputs / spec.name / "torch").put(sample.id, outputs)
     run.metrics = scorer.result()
+    for key, why in store.damaged.items() if hasattr(samples, "note_rebuilt") else ():
+        samples.note_rebuilt(f"the PyTorch outputs {key}", why)
     run.dataset = samples.summary if hasattr(samples, "summary") else {}
     return run
 

@@ -141,6 +141,29 @@ def test_non_finite_weight_is_refused_at_load_naming_the_tensor(model, tmp_path,
     assert str(err.value) == f"{path}: tensor 'second.weight' (2, 3) holds {nan} NaN and {inf} Inf of 6 values; expected finite weights"
 
 
+def test_the_provenance_records_stored_dtypes_and_notes_half_precision(model, tmp_path):
+    full = checkpoint.load_checkpoint(model, _upstream_file(model, {"w": torch.ones(3), "n": torch.tensor(2)},
+                                                              tmp_path / "full.pth"))
+    assert full.provenance["stored_dtypes"] == {"float32": 1, "int64": 1} and "note" not in full.provenance
+    half = checkpoint.load_checkpoint(model, _upstream_file(model, {"w": torch.ones(3, dtype=torch.float16),
+                                                                    "b": torch.ones(2, dtype=torch.float16)},
+                                                              tmp_path / "half.pth"))
+    assert half.provenance["stored_dtypes"] == {"float16": 2}
+    assert half.provenance["note"].startswith(
+        "half-precision checkpoint (2 tensor(s) as float16), upcast to float32 on load: PyTorch and the deployment "
+        "run the same upcast values, so the element-wise tolerances hold as for float32 weights; against a "
+        "full-precision original")
+    assert "up to 0.00049 relative (float16 rounding)" in half.provenance["note"]
+
+
+def test_a_half_precision_checkpoint_builds_the_float32_network(model, seeded_networks, tmp_path):
+    state = {k: v.half() if v.is_floating_point() else v for k, v in _seeded(model, seeded_networks).state_dict().items()}
+    weights = checkpoint.load_checkpoint(model, _upstream_file(model, state, tmp_path / model.checkpoint.filename))
+    net = checkpoint.build_network(model, "smoke", weights)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert "half-precision checkpoint" in weights.provenance["note"]
+
+
 def test_no_weights_dir_means_seeded(model):
     assert checkpoint.find_checkpoint(model, None) is None
 

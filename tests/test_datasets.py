@@ -87,3 +87,30 @@ def test_workers_and_cache_give_the_readers_own_samples(model, generated_cache, 
                 np.testing.assert_array_equal(got.target, expected.target)
             else:
                 assert got.target == expected.target
+
+
+def test_an_item_listed_twice_is_left_out_and_failed_by_name(tmp_path):
+    from harness.datasets import IndexedDataset, Item, read_json_index
+
+    index = tmp_path / "split.json"
+    index.write_text('{"database": {"a": 1, "b": 2, "a": 3}, "labels": ["x"]}')
+    parsed, repeated = read_json_index(index)
+    assert parsed["database"] == {"a": 3, "b": 2} and repeated == {"a": 2}
+
+    items = [Item(i, tmp_path) for i in ("a", "b", "a", "c", "a")]
+    dataset = IndexedDataset(tmp_path, items, lambda item: [item.id], index=str(index))
+    assert list(dataset) == ["b", "c"]
+    assert dataset.failed == {"a": f"listed 3 times in {index}"} and not dataset.complete
+    assert list(dataset) == ["b", "c"] and dataset.summary["failed"] == {"a": f"listed 3 times in {index}"}
+
+
+def test_a_split_json_repeating_any_other_key_is_refused(tmp_path, suite_cache):
+    from harness import registry
+
+    spec = registry.get("efficient3dcnn")
+    root = tmp_path / "UCF101"
+    spec.generate_dataset(root, spec.profile("smoke"), spec.protocol_for("smoke"))
+    annotation = root / spec.protocol_for("smoke")["annotation"]
+    annotation.write_text(annotation.read_text().replace('"labels": [', '"labels": ["Archery"], "labels": [', 1))
+    with pytest.raises(DatasetLayoutError, match=r"key\(s\) 'labels' repeated within one object; expected each once"):
+        spec.open_dataset(root, spec.profile("smoke"), spec.protocol_for("smoke"), None, False)

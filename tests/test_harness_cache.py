@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness import cache
@@ -218,15 +219,15 @@ def test_least_recently_used_entries_are_evicted_first_and_the_runs_own_kept(tmp
     os.utime(samples, (0, old[1].stat().st_mtime + 0.5))  # used between old1 and old2
     cache_budget.touch(old[0])  # old0 used again by an earlier run: now the newest of them
     os.utime(old[0], (0, old[3].stat().st_mtime + 1))
-    budget = CacheBudget(tmp_path, limit=3500)  # a run starts now
+    budget = CacheBudget(tmp_path, limit=3700)  # a run starts now
     mine = cache.build_once(tmp_path, "kind", {"name": "this run's"}, lambda out: out.write_bytes(b"y" * 1000))
     budget.enforce()
-    # 5 entries of 1000 bytes (plus key sidecars) against 3500: the least recently used go until
+    # 5 entries of 1000 bytes (plus key-and-digest sidecars) against 3700: the least recently used go until
     # the cache is at 90 %; this run's artifact stays
     assert not old[1].exists() and not samples.exists() and not old[2].exists()
     assert old[3].exists() and old[0].exists() and mine.exists()
     assert not (old[1].parent / f"{old[1].stem}.key.json").exists(), "an evicted artifact's key goes with it"
-    assert budget.used <= 0.9 * 3500 and budget.evicted_entries == 3 and not budget.over_budget
+    assert budget.used <= 0.9 * 3700 and budget.evicted_entries == 3 and not budget.over_budget
     assert cache_budget.scan(tmp_path).total == budget.used
 
 
@@ -275,3 +276,42 @@ def test_a_full_disk_names_the_cache_and_the_budget_and_leaves_no_entry(tmp_path
     assert str(tmp_path) in message and "1.0 GB budget" in message and "--cache-budget" in message
     assert "onnx/m/" in message
     assert [p.name for p in (tmp_path / "onnx" / "m").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_damaged_artifact_is_built_again_with_a_warning(tmp_path):
+    built = []
+
+    def build(out: Path) -> None:
+        built.append(out)
+        out.mkdir()
+        (out / "graph.bin").write_bytes(b"weights" * 100)
+
+    first = cache.build_once(tmp_path, "kind", {"name": "a"}, build)
+    cache_budget.unpin(first)  # as a later run finds it
+    assert cache.build_once(tmp_path, "kind", {"name": "a"}, build) == first and len(built) == 1
+    cache_budget.unpin(first)
+    (first / "graph.bin").write_bytes(b"weights" * 99)  # an interrupted copy
+    state = RunState.start(tmp_path)
+    with pytest.warns(cache.CacheEntryRebuilt, match=rf"rebuilding the cache artifact {first}: graph.bin does not "
+                                                     r"match the xxh3_128 digest written with it"):
+        again = cache.build_once(tmp_path, "kind", {"name": "a"}, build, state=state)
+    assert again == first and len(built) == 2 and (first / "graph.bin").read_bytes() == b"weights" * 100
+    assert state.rebuilt == [state.rebuilt[0]] and state.rebuilt[0].startswith(f"{first}: graph.bin")
+    assert state.built == [f"kind/{first.name}"], "the run counts the rebuild as a conversion"
+
+
+def test_a_damaged_reference_output_is_not_in_the_store_and_says_why(tmp_path):
+    from harness.outputs import OutputStore
+
+    store = OutputStore(tmp_path, verified=True)
+    store.put("s1", {"out": np.arange(6, dtype=np.float32)})
+    assert "s1" in OutputStore(tmp_path, verified=True)
+    data = bytearray(store.path("s1").read_bytes())
+    data[-30] ^= 0x10
+    store.path("s1").write_bytes(bytes(data))
+    later = OutputStore(tmp_path, verified=True)  # the next run
+    assert "s1" not in later and not store.path("s1").exists()
+    assert later.damaged == {"s1": f"{store.path('s1')}: its content does not match the xxh3_128 digest written with it"}
+    with pytest.raises(KeyError, match="no intact outputs stored for sample 's1'"):
+        later.get("s1")
+    assert OutputStore(tmp_path).ids() == [], "the digest beside it is no sample"

@@ -89,6 +89,41 @@ def test_missing_and_unreadable_items_are_recorded_and_never_stored(tree):
     assert len(list(samples_cache.entries_in(tree[3]))) == 5
 
 
+@pytest.mark.parametrize("damage", ["flipped bit", "truncated array", "empty index", "lost index", "no digests"])
+def test_a_damaged_entry_is_decoded_again_never_used_and_noted(tree, damage):
+    first = open_fake(tree)
+    cold = [(s.id, s.inputs["x"].copy()) for s in first]
+    entry = next(p for p in samples_cache.entries_in(tree[3]) if np.load(p / "0.x.npy")[0, 0] == 10)  # item1
+    npy = entry / "0.x.npy"
+    if damage == "flipped bit":
+        npy.write_bytes(npy.read_bytes()[:-1] + bytes([npy.read_bytes()[-1] ^ 1]))
+    elif damage == "truncated array":
+        npy.write_bytes(npy.read_bytes()[:100])
+    elif damage == "empty index":
+        (entry / "samples.pkl").write_bytes(b"")
+    elif damage == "lost index":
+        (entry / "samples.pkl").unlink()
+    else:
+        (entry / "digests.json").unlink()
+    second = open_fake(tree)
+    warm = [(s.id, s.inputs["x"]) for s in second]
+    assert [i for i, _ in warm] == [i for i, _ in cold]
+    for (_, got), (_, expected) in zip(warm, cold):
+        np.testing.assert_array_equal(got, expected)
+    assert calls_of(tree)[6:] == ["item1", "item5"]  # the damaged one decoded again (and the unreadable)
+    (what, why), = second.summary["rebuilt"].items()
+    assert what == "the samples of item1" and why.startswith(f"{entry}: ")
+    assert why.endswith({"flipped bit": "0.x.npy does not match the xxh3_128 digest written with it",
+                         "truncated array": "0.x.npy does not match the xxh3_128 digest written with it",
+                         "empty index": "samples.pkl does not match the xxh3_128 digest written with it",
+                         "lost index": "samples.pkl is gone",
+                         "no digests": "no xxh3_128 digest recorded with it (written by an earlier version or "
+                                       "interrupted)"}[damage])
+    third = open_fake(tree)
+    list(third)
+    assert third.decoded == 1 and not third.summary["rebuilt"], "stored again, intact"
+
+
 def test_several_batch_sizes_and_backends_decode_each_item_once(tree):
     for batch_size in (1, 4):
         for _backend in ("onnxruntime", "openvino"):  # each evaluation opens the dataset anew
@@ -157,7 +192,7 @@ def test_array_targets_are_stored_integers_mapped_floats_compressed(tmp_path):
         assert sample.target.tobytes() == flow.tobytes() and sample.target.shape == (2, 2)
     assert isinstance(sample.inputs["x"], np.memmap) and dataset.decoded == 0
     (entry,) = samples_cache.entries_in(tmp_path / "cache")
-    assert sorted(p.suffix for p in entry.iterdir()) == [".npy", ".pkl", ".zlib"]
+    assert sorted(p.suffix for p in entry.iterdir()) == [".json", ".npy", ".pkl", ".zlib"]  # .json: digests
 
 
 def test_identity_covers_every_file_of_a_frame_folder_and_the_meta_paths(tmp_path):

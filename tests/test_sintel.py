@@ -198,3 +198,15 @@ def test_scorer_empty_pass_is_nan():
     r = FlowScorer("flow", None, ["clean"]).result()
     assert set(r) == {"epe_clean", "px1_clean", "px3_clean", "px5_clean", "epe_all_px_clean"}
     assert all(np.isnan(v) for v in r.values())
+
+
+def test_undefined_flow_is_counted_per_pixel():
+    from harness.sintel import undefined_flow
+
+    flow = np.zeros((4, 5, 2), np.float32)
+    assert undefined_flow(flow) == ""
+    flow[0, 0] = (np.nan, np.inf)  # one pixel, two values
+    flow[1, :2, 1] = -np.inf
+    flow[3, 4, 0] = 1e10  # Middlebury's unknown flow
+    assert undefined_flow(flow) == ("3 of 20 pixels hold NaN or Inf, 1 of 20 pixels hold unknown flow "
+                                    "(|u| or |v| > 1e+09)")

@@ -162,3 +162,12 @@ def test_real_demo_video():
     capture.release()
     diff = np.abs(frames.astype(np.int16) - np.stack(reference).astype(np.int16))
     assert diff.mean() < 1.0  # 0.0 measured; the neighbouring frames differ by 7.8
+
+
+def test_a_video_holding_fewer_frames_than_its_container_declares_is_unreadable(tmp_path):
+    from harness.datasets import ItemUnreadable
+
+    data.check_declared_frames(72, 72, tmp_path / "v.mp4")
+    data.check_declared_frames(0, 40, tmp_path / "v.mp4")  # a container that declares none
+    with pytest.raises(ItemUnreadable, match=r"v.mp4: the container declares 72 frames, its video stream holds 40"):
+        data.check_declared_frames(72, 40, tmp_path / "v.mp4")

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from harness.datasets import IndexedDataset, Item, ItemUnreadable, require_layout
+from harness.datasets import IndexedDataset, Item, ItemUnreadable, read_json_index, require_layout
 from harness.metrics import VideoClassificationScorer
 from harness.spec import DatasetLayoutError, Profile, Sample
 
@@ -98,6 +98,9 @@ def _load_video(item: Item, profile: Profile, protocol: dict) -> list[Sample]:
         raise ItemUnreadable(f"{n_file}: {err}") from err
     if n_frames <= 0:
         raise ItemUnreadable(f"{n_file}: {n_frames} frames")
+    held = sum(1 for _ in item.path.glob(FRAME_PATTERN.replace("{:05d}", "[0-9]" * 5)))
+    if held > n_frames:  # upstream would read the first n_frames only: a cut video, unannounced
+        raise ItemUnreadable(f"{n_file} says {n_frames} frames, the folder holds {held}")
     frames: dict[int, np.ndarray] = {}
     samples = []
     for k, indices in enumerate(clip_frame_indices(n_frames, duration)):
@@ -128,7 +131,8 @@ def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None
     items = _read_index(annotation, stat.st_size, stat.st_mtime_ns, root / protocol["frames_dir"],
                         protocol["subset"])
     load = partial(_load_video, profile=profile, protocol=protocol)  # picklable, for worker processes
-    return IndexedDataset(root, list(items), load, limit, generated, partial(_finish, protocol=protocol))
+    return IndexedDataset(root, list(items), load, limit, generated, partial(_finish, protocol=protocol),
+                          index=str(annotation))
 
 
 @lru_cache(maxsize=8)
@@ -136,11 +140,13 @@ def _read_index(annotation: Path, size: int, mtime_ns: int, frames_dir: Path, su
                 ) -> tuple[Item, ...]:
     """The split json's items of one subset. UCF101's json is 1.2 MB (about 0.1 s to parse), and
     every batch size and backend opens the dataset again: parsed once per file version
-    (``size`` and ``mtime_ns`` are in the key so that a rewritten file is parsed again)."""
+    (``size`` and ``mtime_ns`` are in the key so that a rewritten file is parsed again).
+    A video the database lists more than once is returned as often, for the dataset to fail
+    by name; any other key repeated within an object is not a split json."""
     try:
-        index = json.loads(annotation.read_text())
+        index, repeated = read_json_index(annotation)
         class_index = {name: i for i, name in enumerate(index["labels"])}
-        return tuple(
+        items = tuple(
             Item(video_id, frames_dir / entry["annotations"]["label"] / video_id,
                  (video_id, class_index[entry["annotations"]["label"]]))
             for video_id, entry in index["database"].items()
@@ -150,6 +156,11 @@ def _read_index(annotation: Path, size: int, mtime_ns: int, frames_dir: Path, su
         raise DatasetLayoutError(
             f"{annotation}: not an Efficient-3DCNNs split json ({err!r}); expected\n{LAYOUT}"
         ) from err
+    other = sorted(key for key in repeated if key not in index["database"])
+    if other:
+        raise DatasetLayoutError(f"{annotation}: key(s) {', '.join(map(repr, other))} repeated within one "
+                                 f"object; expected each once\n{LAYOUT}")
+    return items + tuple(item for item in items for _ in range(repeated[item.id] - 1))
 
 
 def new_scorer(profile: Profile, protocol: dict) -> VideoClassificationScorer:

@@ -78,6 +78,16 @@ def count_frames(packets: list) -> int:
     return sum(1 for packet in packets if packet.size)
 
 
+def check_declared_frames(declared: int, total: int, path: Path) -> None:
+    """A video holding fewer frames than its container declares is cut short (an interrupted
+    copy): its clips would be sampled from what is left, another protocol than the published
+    one. ``declared`` is the container's frame count (PyAV's ``stream.frames``; 0 where the
+    container keeps none, e.g. a raw stream, then nothing is checked)."""
+    if declared and total != declared:
+        raise ItemUnreadable(f"{path}: the container declares {declared} frames, its video stream "
+                             f"holds {total} (a truncated or damaged file?)")
+
+
 def decode_frames(packets: list, indices: np.ndarray, path: Path) -> np.ndarray:
     """RGB uint8 frames [len(indices), H, W, 3] at these indices, decoding in stream order."""
     wanted = set(int(i) for i in indices)
@@ -104,6 +114,7 @@ def read_clips(path: Path, protocol: dict, num_clips: int) -> np.ndarray:
             total = count_frames(packets)
             if total == 0:
                 raise ItemUnreadable(f"{path}: the video stream has no frames")
+            check_declared_frames(container.streams.video[0].frames, total, path)
             indices = clip_indices_test_mode(total, protocol["clip_len"], protocol["frame_interval"],
                                              num_clips)
             return decode_frames(packets, indices.reshape(-1), path)
@@ -180,7 +191,8 @@ def open_dataset(root: Path, profile: Profile, protocol: dict, limit: int | None
     entries = read_list(root / protocol["list_file"], num_classes)
     items = [Item(rel, root / protocol["videos_dir"] / rel, label) for rel, label in entries]
     load = partial(_load_video, protocol=protocol, num_clips=num_clips)  # picklable, for worker processes
-    return IndexedDataset(root, items, load, limit, generated, partial(_finish, protocol=protocol))
+    return IndexedDataset(root, items, load, limit, generated, partial(_finish, protocol=protocol),
+                          index=str(root / protocol["list_file"]))
 
 
 def new_scorer(profile: Profile, protocol: dict) -> VideoClassificationScorer:
