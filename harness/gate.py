@@ -25,6 +25,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from harness import perfstats
 from harness import references as refs
 from harness.defaults import DEFAULT_FPS_REGRESSION
 from harness.figures import Figure, FigureKind, FindingKind, finite
@@ -50,6 +51,7 @@ class Kind(str, enum.Enum):
     NOT_ASKED = "not asked"  # pinned rows this run was not asked to run (another model, batch size, backend)
     ERRORED = "errored"
     RED = "red"  # the row's own verdict failed, whatever its figures
+    INCONCLUSIVE = "inconclusive"  # the rounds' noise is wider than the allowance: said, with what would settle it
     NOT_COMPARABLE = "not comparable"
     NO_REFERENCE = "no pinned reference"  # reported; a new row is pinned by an explicit update
     PIN_ELSEWHERE = "pin does not apply"  # pinned on another machine, soc, profile or weights: named
@@ -99,10 +101,29 @@ def findings_of(row: Row) -> list[GateFinding]:
     return [GateFinding.from_dict(f) for f in row.gate]
 
 
-def _compare_speed(now: Figure, then: Figure, fps_fraction: float) -> tuple[Kind, str]:
+# the perf rounds' outcome, as the gate's kind of finding
+_OUTCOMES = {perfstats.Outcome.REGRESSION: Kind.REGRESSION, perfstats.Outcome.IMPROVEMENT: Kind.IMPROVEMENT,
+             perfstats.Outcome.NO_CHANGE: Kind.WITHIN, perfstats.Outcome.INCONCLUSIVE: Kind.INCONCLUSIVE}
+MIN_ROUNDS = 5  # fewer timed rounds on a side: the figures alone are compared, as before rounds were kept
+
+
+def rounds_of(row: Row | None) -> list[float]:
+    """The timed rounds (ms per batch) a row's speed figures come from: a perf row's
+    ``perf.rounds_ms``, a pin's own."""
+    return [] if row is None else [r for r in row.part("perf").get("rounds_ms") or [] if finite(r) is not None]
+
+
+def _compare_speed(now: Figure, then: Figure, fps_fraction: float,
+                   now_rounds: list[float], then_rounds: list[float]) -> tuple[Kind, str]:
+    """With the rounds of both sides, their distributions (the bootstrap interval of the ratio
+    of medians, harness.perfstats): a regression only where the whole interval lies beyond the
+    allowance, inconclusive where it straddles it. Without, the two figures."""
     now_value, then_value = finite(now.value), finite(then.value)
     if not then_value > 0 or not now_value > 0:
         return Kind.NOT_COMPARABLE, "a speed needs a positive figure on both sides"
+    if len(now_rounds) >= MIN_ROUNDS and len(then_rounds) >= MIN_ROUNDS:
+        compared = perfstats.compare_rounds(now_rounds, then_rounds, fps_fraction)
+        return _OUTCOMES[compared.outcome], f"({compared.message()})"
     change = now_value / then_value - 1
     gain = change if now.higher_is_better else -change
     kind = Kind.REGRESSION if gain < -fps_fraction else Kind.IMPROVEMENT if gain > fps_fraction else Kind.WITHIN
@@ -121,7 +142,7 @@ def _compare_accuracy(now: Figure, then: Figure) -> tuple[Kind, str]:
 
 
 def _compare_figure(row: str, name: str, now: Figure | None, then: Figure | None, fps_fraction: float,
-                    against: Against, source: str) -> GateFinding | None:
+                    against: Against, source: str, rounds: tuple[list[float], list[float]] = ([], [])) -> GateFinding | None:
     now_value = finite(now.value) if now else None
     then_value = finite(then.value) if then else None
     if now_value is None and then_value is None:
@@ -137,7 +158,7 @@ def _compare_figure(row: str, name: str, now: Figure | None, then: Figure | None
         return GateFinding(Kind.NOT_COMPARABLE, row, name, f"this run {now.value!r} vs {against.value} {then_value:.6g}: "
                                                            f"a figure on one side only cannot be compared{source}", against)
     speed = FigureKind.SPEED in (now.kind, then.kind)
-    kind, rule = _compare_speed(now, then, fps_fraction) if speed else _compare_accuracy(now, then)
+    kind, rule = _compare_speed(now, then, fps_fraction, *rounds) if speed else _compare_accuracy(now, then)
     if kind is Kind.NOT_COMPARABLE:
         return GateFinding(kind, row, name, f"this run {now_value:.6g} vs {against.value} {then_value:.6g}: {rule}{source}",
                            against)
@@ -185,7 +206,8 @@ def compare_row(current: Row | None, baseline: Row | None, fps_fraction: float, 
     findings = []
     for name in sorted(set(now) | set(then)):
         if name.split("/")[0] in judged:
-            finding = _compare_figure(row, name, now.get(name), then.get(name), fps_fraction, against, source)
+            finding = _compare_figure(row, name, now.get(name), then.get(name), fps_fraction, against, source,
+                                      (rounds_of(current), rounds_of(baseline)))
             if finding is not None:
                 findings.append(finding)
     return findings
@@ -423,6 +445,7 @@ def verdict_markdown(verdict: Verdict, results: Path, baseline: Baseline) -> str
     improved = "Improved (the pin needs a look)" if baseline.references else "Improved against the baseline"
     for title, chosen in (("Failing", verdict.failing),
                           (improved, [f for f in findings if f.binding and f.kind is Kind.IMPROVEMENT]),
+                          ("Inconclusive: the noise is wider than the allowance", [f for f in findings if f.kind is Kind.INCONCLUSIVE]),
                           ("Absent from this run", [f for f in findings if f.kind is Kind.ABSENT]),
                           ("Pins that do not apply here", [f for f in findings if f.kind is Kind.PIN_ELSEWHERE]),
                           ("Without a pinned reference", [f for f in findings if f.kind is Kind.NO_REFERENCE]),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from harness import gate, records
+from harness import gate, perfstats, records
 from harness import references as refs
 from harness.defaults import DEFAULT_FPS_REGRESSION
 from harness.figures import FigureKind, finite
@@ -88,6 +88,15 @@ class FigureHistory:
     pinned: float | None = None
     band: tuple[float, float] | None = None  # the pinned band (low, high)
     published: float | None = None  # where the published figure applies to the row
+    spreads: list[float | None] = field(default_factory=list)  # per night: a speed's relative noise over its rounds
+
+    def steps(self) -> list[perfstats.Step]:
+        """The changes of level over the nights (asv-style step detection; failed and missing
+        nights skipped), each named by the night it began."""
+        try:
+            return perfstats.detect_steps(self.values, self.spreads or None)
+        except ValueError:
+            return []
 
     def outside(self, value: float | None) -> bool:
         return value is not None and self.band is not None and not self.band[0] <= value <= self.band[1]
@@ -142,6 +151,8 @@ def _figure_history(name: str, key: RowKey, nights: list[Night], pin: refs.Pin |
     history = FigureHistory(name, first.unit, first.kind, first.higher_is_better,
                             [finite(n.rows[key].gated[name].value) if key in n.rows and name in n.rows[key].gated
                              else None for n in nights])
+    if first.kind is FigureKind.SPEED:
+        history.spreads = [_spread(n.rows.get(key)) for n in nights]
     if pin and name in pin.figures:
         history.pinned = pin.figures[name].value
         history.band = _band(pin.figures[name], history.pinned, fraction)
@@ -149,6 +160,11 @@ def _figure_history(name: str, key: RowKey, nights: list[Night], pin: refs.Pin |
     history.published = next((refs.published_values(n.rows[key])[short] for n in reversed(nights)
                               if key in n.rows and short in refs.published_values(n.rows[key])), None)
     return history
+
+
+def _spread(row: Row | None) -> float | None:
+    rounds = gate.rounds_of(row)
+    return perfstats.relative_spread(rounds) if len(rounds) >= gate.MIN_ROUNDS else None
 
 
 def _failed_nights(key: RowKey, nights: list[Night], references: refs.References | None, fraction: float) -> list[str | None]:
@@ -222,6 +238,13 @@ def draw_row(row: RowHistory, nights: list[Night], path: Path) -> Path:
             ax.axhline(figure.published, color="tab:purple", ls="--", lw=1.2, label=f"published {figure.published:.4g}")
         ax.plot(x, [float("nan") if v is None else v for v in figure.values], "-o", color="tab:blue", ms=4,
                 label="night by night")
+        if any(figure.spreads):
+            low = [float("nan") if v is None or s is None else v * (1 - s) for v, s in zip(figure.values, figure.spreads)]
+            high = [float("nan") if v is None or s is None else v * (1 + s) for v, s in zip(figure.values, figure.spreads)]
+            ax.fill_between(x, low, high, color="tab:blue", alpha=0.15, label="the night's noise (±spread of its rounds)")
+        for step in figure.steps():
+            ax.axvline(step.index - 0.5, color="tab:orange", ls="--", lw=1.2,
+                       label=f"a change began {nights[step.index].label} ({step.change:+.1%})")
         out = [(i, v) for i, v in enumerate(figure.values) if figure.outside(v)]
         if out:
             ax.plot(*zip(*out), "o", color="tab:red", ms=6, label="outside the pinned band")
@@ -294,8 +317,8 @@ def draw_drift(rows: list[RowHistory], nights: list[Night], path: Path) -> Path 
 
 
 def _table(rows: list[RowHistory], nights: list[Night]) -> list[str]:
-    lines = ["| row | figure | pinned | latest | change | outside the pinned band since | failed nights |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| row | figure | pinned | latest | change | outside the pinned band since | a change began | failed nights |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         failed = ", ".join(nights[i].label for i, why in enumerate(row.failed) if why) or "none"
         for figure in row.figures.values():
@@ -304,7 +327,8 @@ def _table(rows: list[RowHistory], nights: list[Night]) -> list[str]:
                 f"| {row.key.label}", figure.name,
                 "none" if figure.pinned is None else f"{figure.pinned:.4g}",
                 "none" if latest is None else f"{latest:.4g}", figure.change() or "",
-                "" if since is None else f"**{nights[since].label}** ({nights[since].run_id})", failed]) + " |")
+                "" if since is None else f"**{nights[since].label}** ({nights[since].run_id})",
+                ", ".join(f"{nights[st.index].label} ({st.change:+.1%})" for st in figure.steps()), failed]) + " |")
     return lines + [""]
 
 

@@ -84,9 +84,10 @@ class TimedLoop:
         if not self.wall_ms or not self.trusted:
             return {}
         ms = np.asarray(self.wall_ms)
-        out = {"fps": _speed("fps", 1000.0 * batch_size / float(np.median(ms)), FigureKind.INFO),
-               # the fastest round, least disturbed by other load: what the gate holds to its tolerance
-               "best_fps": _speed("best_fps", 1000.0 * batch_size / float(ms.min()), FigureKind.SPEED),
+        # the median round's FPS is what the gate holds to its allowance: with the rounds beside it,
+        # it compares their distributions (harness.gate); the fastest round is shown, not gated
+        out = {"fps": _speed("fps", 1000.0 * batch_size / float(np.median(ms)), FigureKind.SPEED),
+               "best_fps": _speed("best_fps", 1000.0 * batch_size / float(ms.min()), FigureKind.INFO),
                "mean_fps": _speed("mean_fps", 1000.0 * batch_size / float(ms.mean()), FigureKind.INFO)}
         for q in (50, 90, 99):
             out[f"p{q}_ms"] = Figure("perf", f"p{q}_ms", float(np.percentile(ms, q)), "ms", False)

@@ -22,7 +22,7 @@ import argparse
 import fnmatch
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -35,7 +35,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_PATH = PROJECT / "references" / "pinned.yaml"
 FORMAT = 2  # of the pinned-references file; 1: rows without machine and provenance
 FIGURE_FIELDS = ("value", "unit", "higher_is_better", "kind", "tolerance")
-PIN_FIELDS = {*RowKey.names(), "run", "weights", "data", "environment", "figures"}
+PIN_FIELDS = {*RowKey.names(), "run", "weights", "data", "environment", "figures", "rounds_ms"}
 TOP_FIELDS = {"format", "runs", "rows"}
 RUN_FIELDS = {"commit", "date", "results", "environment"}
 HEADER = """\
@@ -128,11 +128,13 @@ class Pin:
     taken_from: dict[str, str]  # {'weights', 'data'}
     environment: dict  # the row's runtime environment when pinned
     set_by: dict  # commit, date, results file and environment of the run that set the pin
+    rounds_ms: tuple[float, ...] = ()  # the timed rounds its speed figures came from: the gate compares distributions
 
     @property
     def row(self) -> Row:
         """The pin as a row the gate compares with: its own verdict passed when it was pinned."""
-        return Row(self.key, Status.PASS, tuple(self.figures.values()))
+        return Row(self.key, Status.PASS, tuple(self.figures.values()),
+                   details={"perf": {"rounds_ms": list(self.rounds_ms)}} if self.rounds_ms else {})
 
     def provenance(self) -> str:
         return (f"pinned from run {self.run} (commit {self.set_by.get('commit', '?')}, {self.set_by.get('date', '?')}; "
@@ -143,7 +145,8 @@ class Pin:
         return {**self.key.as_dict(), "run": self.run, **self.taken_from, "environment": self.environment,
                 "figures": {name: {k: (v.value if isinstance(v, FigureKind) else v)
                                    for k, v in f.as_dict().items() if k in FIGURE_FIELDS}
-                            for name, f in sorted(self.figures.items())}}
+                            for name, f in sorted(self.figures.items())},
+                **({"rounds_ms": [round(r, 4) for r in self.rounds_ms]} if self.rounds_ms else {})}
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,12 @@ def _pin(path: Path, number: int, entry, runs: dict) -> Pin:
     if missing:
         _fail(path, f"row {key.label} does not say what it was taken from ({', '.join(missing)}); pin it again "
                     "with `python -m harness.references update`")
+    rounds = entry.get("rounds_ms") or []
+    if not isinstance(rounds, list) or any(finite(r) is None or r <= 0 for r in rounds):
+        _fail(path, f"row {key.label} rounds_ms: expected a list of positive times in ms, found {rounds!r}")
     return Pin(key, {name: _figure(path, key.label, name, f) for name, f in figures.items()}, entry["run"],
-               {"weights": entry["weights"], "data": entry["data"]}, entry.get("environment") or {}, runs[entry["run"]])
+               {"weights": entry["weights"], "data": entry["data"]}, entry.get("environment") or {}, runs[entry["run"]],
+               tuple(float(r) for r in rounds))
 
 
 def load(path: Path) -> References:
@@ -279,7 +286,9 @@ def _pin_row(row: Row, header: dict, run_id: str, before: Pin | None, allow_weak
         done.refused.append(f"{row.key.label}: taken from {', '.join(weakness)}; pin such figures only on purpose, "
                             "with --allow-weak-run")
         return None
-    pin = Pin(row.key, dict(sorted(row.gated.items())), run_id, taken_from, row.details.get("environment") or {}, {})
+    rounds = tuple(r for r in row.part("perf").get("rounds_ms") or [] if finite(r) is not None)
+    pin = Pin(row.key, dict(sorted(row.gated.items())), run_id, taken_from, row.details.get("environment") or {}, {},
+              rounds)
     old = before.figures if before else {}
     moved = [f"{n} {_value(old.get(n))} -> {_value(f)}" for n, f in pin.figures.items() if _value(old.get(n)) != _value(f)]
     dropped = [f"{n} {_value(old[n])} -> (none)" for n in sorted(set(old) - set(pin.figures))]
@@ -310,7 +319,7 @@ def update(results_path: Path, references_path: Path, patterns: list[str] | None
         matched += 1
         pin = _pin_row(row, run.header, run_id, pins.get(row.key), allow_weak, done)
         if pin is not None:
-            pins[row.key] = Pin(pin.key, pin.figures, run_id, pin.taken_from, pin.environment, set_by)
+            pins[row.key] = replace(pin, set_by=set_by)
             runs[run_id] = set_by
     if patterns and not matched:
         raise ReferencesError(f"{results_path}: no row matches {', '.join(patterns)}")

@@ -10,6 +10,7 @@ import math
 import textwrap
 from pathlib import Path
 
+from harness import perfstats
 from harness.figures import Figure, FigureKind, FindingKind, Verdict, finite
 from harness.records import Row, Status
 
@@ -217,6 +218,10 @@ def _perf_cell(figure: Figure | None, row: Row) -> str:
         return "—"
     if figure.name == "reference_ratio" and not _comparable_shapes(row):
         return f"— ({row.key.profile} shapes)"
+    rounds = row.part("perf").get("rounds_ms") or []
+    if figure.name == "fps" and figure.value is not None and len(rounds) >= 2:
+        _, low, high = perfstats.fps_interval(rounds, row.key.batch_size)
+        return f"{fmt(figure.value)} [{fmt(low)}–{fmt(high)}]"  # the median round's FPS, its 95 % interval
     return fmt(figure.value)
 
 
@@ -254,7 +259,8 @@ def _glance(model: str, backend: str, rows: list[Row], reference_fps: dict, soc:
 HOW_MEASURED = [
     "## How figures were measured", "",
     "- FPS = batch size / median wall time of one `session.run` on a prepared batch (inputs already in memory, "
-    "outputs returned), after warm-up rounds; latency percentiles over the timed rounds. Compute-only FPS = "
+    "outputs returned), after warm-up rounds, with the 95 % interval of the median in brackets (the rounds go on "
+    "until it is within ±1 % or --perf-budget is spent); latency percentiles over the timed rounds. Compute-only FPS = "
     "1000 · batch / mean device compute ms, as ais_bench states it, where the runtime reports it. Every round's "
     "times are checked (finite, positive, compute within the round's wall time) and every round's outputs "
     "audited (the first against PyTorch, the others against the first).",

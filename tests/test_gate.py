@@ -326,7 +326,7 @@ def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_su
               tests=IN_RUN_TESTS).assert_outcomes(passed=2)
     better = json.loads(faithful.read_text())
     for f in (f for r in better["records"] for f in r["figures"]):
-        f["value"] = {"top1": 50.0, "best_fps": 1e6}.get(f["name"], f["value"])
+        f["value"] = {"top1": 50.0, "fps": 1e6}.get(f["name"], f["value"])
     doctored = tmp_path / "better" / "results.json"
     doctored.parent.mkdir()
     doctored.write_text(json.dumps({**better, "run_id": "the-better-night"}))
@@ -338,7 +338,7 @@ def test_the_in_run_gate_holds_rows_to_their_pin_and_notes_the_last_night(run_su
     red.stdout.fnmatch_lines([
         "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 accuracy/top1: * vs pinned 50%"
         "*pinned from run the-better-night*",
-        "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 perf/best_fps: * vs pinned 1e+06*"],
+        "*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 perf/fps: * vs pinned 1e+06*"],
         consecutive=False)
     notes = red.results["notes"]
     assert f"gate against the pinned references {pinned} and the baseline {faithful}: 2 failing finding(s), 0 improvement(s)" \
@@ -368,3 +368,41 @@ def test_a_gate_file_that_cannot_be_read_stops_the_run_before_any_row(run_suite,
     corrupt.write_text('{"format": 2, "records": [')
     result = run_suite(*IN_RUN, f"--baseline={corrupt}", tests=IN_RUN_TESTS)
     assert result.ret == pytest.ExitCode.USAGE_ERROR and f"--baseline {corrupt}: not JSON" in result.stderr.str()
+
+
+# -- the perf rounds' distributions (issue 25) ----------------------------------------------------------
+
+def _timed(ms: list[float], bs: int = 1) -> dict:
+    row = record(bs, fps=1000.0 * bs / sorted(ms)[len(ms) // 2])
+    return {**row, "perf": {"rounds_ms": ms}}
+
+
+def _noisy(median_ms: float, spread: float, rounds: int, seed: int) -> list[float]:
+    import numpy as np
+
+    return list(median_ms * np.exp(spread * np.random.default_rng(seed).standard_normal(rounds)))
+
+
+@pytest.mark.parametrize("slower, spread, rounds, kind", [
+    (1.15, 0.03, 200, Kind.REGRESSION),  # established beyond the allowance
+    (1.00, 0.03, 200, Kind.WITHIN),  # the same speed, measured well
+    (1.08, 0.30, 6, Kind.INCONCLUSIVE),  # the noise is wider than the allowance
+])
+def test_speed_with_rounds_on_both_sides_is_judged_by_their_distributions(slower, spread, rounds, kind):
+    now, then = _timed(_noisy(20.0 * slower, spread, rounds, 1)), _timed(_noisy(20.0, spread, rounds, 2))
+    found = [f for f in compare(now, then, 0.10) if f.what == "perf/fps"]
+    assert [f.kind for f in found] == [kind], [str(f) for f in found]
+    assert "95 % interval" in found[0].detail
+    if kind is Kind.INCONCLUSIVE:
+        assert not found[0].failing and "rounds a side would settle it" in found[0].detail
+
+
+def test_a_pin_keeps_its_rounds_and_the_gate_reads_them(tmp_path):
+    pinned = tmp_path / "pinned.yaml"
+    references.update(write_night(tmp_path, "accepted", [_timed(_noisy(20.0, 0.03, 100, 3))]), pinned)
+    pin = references.load(pinned).match(Row.of(record(1)).key).pin
+    assert len(pin.rounds_ms) == 100
+    baseline = gate.load_baseline(references=pinned)
+    found = baseline.judge(Row.of(_timed(_noisy(23.0, 0.03, 100, 4))), 0.10)
+    assert [(f.kind, f.what) for f in found if f.kind is not Kind.WITHIN] == [(Kind.REGRESSION, "perf/fps")]
+    assert "regression: 0.8" in str(found[-1]) and "pinned from run accepted" in str(found[-1])

@@ -29,10 +29,10 @@ def test_a_slow_drift_reads_since_when_and_how_much(tmp_path):
     assert "## History: 8 night(s), 11-20 to 11-27" in table and "![every pinned figure against its pin](drift.png)" in table
     failed = "11-22, 11-23, 11-24, 11-25, 11-26, 11-27"
     assert (f"| m/onnxruntime/fp32/bs1 (smoke profile, no soc) | perf/fps | 100 | 55.78 | -44.2% | "
-            f"**11-22** (night-2) | {failed} |") in table
+            f"**11-22** (night-2) | 11-22 (-39.4%) | {failed} |") in table
     assert (f"| m/onnxruntime/fp32/bs1 (smoke profile, no soc) | accuracy/top1 | 80 | 79.72 | -0.28% | "
-            f"**11-23** (night-3) | {failed} |") in table
-    assert "| m/onnxruntime/fp32/bs2 (smoke profile, no soc) | perf/fps | 200 | 200 | +0.0% |  | none |" in table
+            f"**11-23** (night-3) | 11-21 (-0.4%) | {failed} |") in table
+    assert "| m/onnxruntime/fp32/bs2 (smoke profile, no soc) | perf/fps | 200 | 200 | +0.0% |  |  | none |" in table
 
 
 def test_each_figure_carries_its_pin_band_published_line_and_failed_nights(tmp_path):

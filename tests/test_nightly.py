@@ -154,6 +154,8 @@ def test_since_survives_a_missing_night_which_is_listed_failed_with_its_reason(t
     out = tmp_path / "history"
     text = history.write_history(nights, pins, out).read_text()
     assert "### Why nights failed" in text and "- 11-23 m/onnxruntime/fp32/bs1: missing: the night has no row of it" in text
+    assert row.figures["perf/fps"].steps()[0].index == 2, "the step is named at the night it began, across the gap"
+    assert "| perf/fps | 100 | 80 | -20.0% | **11-22** (night-2) | 11-22 (-20.0%) |" in text
     assert "- 11-22 m/onnxruntime/fp32/bs1: REGRESSION m/onnxruntime/fp32/bs1 perf/fps: 80 fps vs pinned 100" in text
 
 

@@ -129,3 +129,24 @@ def test_pytest_benchmark_shows_the_rounds_the_loop_timed(run_suite, tmp_path):
     rounds_s = [ms / 1000 for ms in row["perf"]["rounds_ms"]]
     assert benchmark["stats"]["rounds"] == row["perf"]["rounds"] == len(rounds_s)
     assert benchmark["stats"]["min"] == pytest.approx(min(rounds_s)) and benchmark["stats"]["max"] == pytest.approx(max(rounds_s))
+
+
+def test_the_gate_holds_a_slowdown_red_against_the_pin_and_an_unchanged_run_not(run_suite, tmp_path):
+    """Through the suite's own gate: the 0 % run pinned (its rounds with it); a 15 % slower run
+    with --references is red naming the figure, its size and interval; another unchanged run is not."""
+    from harness import references
+
+    def run(slowdown: float, seed: int, *options: str):
+        return run_suite(*PERF, f"--perf-budget={ENOUGH_S}", *options, tests=("test_perf.py",),
+                         plugin=SLOWED.format(base_ms=BASE_MS, slowdown=slowdown, sigma=SIGMA, seed=seed))
+
+    accepted = tmp_path / "accepted" / "results.json"
+    accepted.parent.mkdir()
+    accepted.write_text(json.dumps(run(0.0, 1).results))
+    pinned = tmp_path / "pinned.yaml"
+    references.update(accepted, pinned, allow_weak=True)
+    slow = run(0.15, 5, f"--references={pinned}")
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(["*against the pinned reference: REGRESSION efficient3dcnn/onnxruntime/fp32/bs1 perf/fps: "
+                               "* vs pinned * (regression: 0.8*x the speed (-1*%), 95 % interval [0.8*"])
+    run(0.0, 2, f"--references={pinned}").assert_outcomes(passed=1)
