@@ -286,14 +286,25 @@ def _pin_row(row: Row, header: dict, run_id: str, before: Pin | None, allow_weak
         done.refused.append(f"{row.key.label}: taken from {', '.join(weakness)}; pin such figures only on purpose, "
                             "with --allow-weak-run")
         return None
+    figures, left_out = dict(sorted(row.gated.items())), []
+    if taken_from["weights"] == "seeded":
+        # a metric of seeded weights at zero (top-1 0 % of random weights on generated clips)
+        # cannot fall: the run holds the deployment to PyTorch's own value of it every night
+        left_out = [name for name, f in figures.items() if f.kind is FigureKind.ACCURACY and f.value == 0
+                    and f.higher_is_better]
+        figures = {name: f for name, f in figures.items() if name not in left_out}
+    if not figures:
+        done.changes.append(f"not pinned {row.key.label}: only metrics of seeded weights at zero, which cannot "
+                            "fall (the run judges them against PyTorch)")
+        return None
     rounds = tuple(r for r in row.part("perf").get("rounds_ms") or [] if finite(r) is not None)
-    pin = Pin(row.key, dict(sorted(row.gated.items())), run_id, taken_from, row.details.get("environment") or {}, {},
-              rounds)
+    pin = Pin(row.key, figures, run_id, taken_from, row.details.get("environment") or {}, {}, rounds)
     old = before.figures if before else {}
     moved = [f"{n} {_value(old.get(n))} -> {_value(f)}" for n, f in pin.figures.items() if _value(old.get(n)) != _value(f)]
     dropped = [f"{n} {_value(old[n])} -> (none)" for n in sorted(set(old) - set(pin.figures))]
     done.changes.append(f"pinned {row.key.label}: " + ("; ".join(moved + dropped) or "unchanged")
-                        + (f" (taken from {', '.join(weakness)})" if weakness else ""))
+                        + (f" (taken from {', '.join(weakness)})" if weakness else "")
+                        + (f" (not pinned, metrics of seeded weights at zero: {', '.join(left_out)})" if left_out else ""))
     return pin
 
 

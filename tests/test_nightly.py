@@ -64,16 +64,17 @@ def test_a_pinned_row_missing_from_a_backend_that_ran_fails_and_an_absent_backen
 def test_the_in_run_gate_fails_a_pinned_row_the_run_was_asked_for_and_did_not_run(run_suite, tmp_path):
     """Two batch sizes pinned; the run is asked for both and runs one (-k): the other is named
     missing and the run is red; another model's pin is named as not asked."""
-    options = ("--models=efficient3dcnn", "--batch-sizes=1,2", "-m", "accuracy")
-    night = run_suite(*options)
-    night.assert_outcomes(passed=2)
+    options = ("--models=efficient3dcnn", "--batch-sizes=1,2", "-m", "accuracy or perf", "--loop=3")
+    tests = ("test_accuracy.py", "test_perf.py")
+    night = run_suite(*options, tests=tests)
+    night.assert_outcomes(passed=4)
     accepted = tmp_path / "accepted" / "results.json"
     accepted.parent.mkdir()
     flavr = {**night.results["records"][0], "model": "flavr"}
     accepted.write_text(json.dumps({**night.results, "records": night.results["records"] + [flavr]}))
     pinned = tmp_path / "pinned.yaml"
     references.update(accepted, pinned, allow_weak=True)
-    red = run_suite(*options, "-k", "bs1", f"--references={pinned}")
+    red = run_suite(*options, "-k", "bs1", f"--references={pinned}", tests=tests)
     assert red.ret == pytest.ExitCode.TESTS_FAILED
     red.stdout.fnmatch_lines(["*gate: MISSING efficient3dcnn/onnxruntime/fp32/bs2 row: pinned (pinned from run *) and "
                               "asked for, but this run has no row of it*",

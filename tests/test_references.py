@@ -163,3 +163,19 @@ def test_a_second_value_for_a_figure_is_refused_not_taken(tmp_path):
 def test_the_repositorys_pinned_references_read():
     """The file the nightly gates with is in the repository and in the current format."""
     assert references.load(references.DEFAULT_PATH).path == references.DEFAULT_PATH
+
+
+def test_metrics_of_seeded_weights_at_zero_are_not_pinned_and_the_rest_is(tmp_path):
+    """Issue 26: the CPU nightly pinned top-1 0.0 % (seeded weights on generated data), a figure
+    that cannot fall; a metric that can move (an EPE) and the deployed speed are pinned."""
+    pinned = tmp_path / "pinned.yaml"
+    seeded = {"weights": {"source": "seeded", "seed": 0}}
+    night = write_night(tmp_path, "cpu", [record(1, top1=0.0, **seeded),
+                                          drop(drop(record(2, top1=0.0, **seeded), "perf/fps"), "accuracy/epe")])
+    done = references.update(night, pinned, allow_weak=True)
+    assert done.changes == [
+        "pinned m/onnxruntime/fp32/bs1 (smoke profile, no soc): accuracy/epe (none) -> 2; perf/fps (none) -> 100 "
+        "(taken from weights seeded) (not pinned, metrics of seeded weights at zero: accuracy/top1)",
+        "not pinned m/onnxruntime/fp32/bs2 (smoke profile, no soc): only metrics of seeded weights at zero, which "
+        "cannot fall (the run judges them against PyTorch)"]
+    assert list(_pin_of(references.load(pinned), record(1)).figures) == ["accuracy/epe", "perf/fps"]
