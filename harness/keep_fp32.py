@@ -34,9 +34,9 @@ import numpy as np
 
 from harness.backends.ascend import KeepList
 from harness.backends.ascend_preview import AscendPreviewBackend, ascend_type
+from harness.defaults import DEFAULT_CACHE_DIR
 from harness.localise import THRESHOLDS, deployed_run, localise
 from harness.outputs import ElementwiseStats
-from video_model_conformance import DEFAULT_CACHE_DIR
 
 KEEP_FILE_HELP = "ATC's --keep_dtype file: one OpType::<TypeName> or operator name per line"
 

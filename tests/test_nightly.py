@@ -250,3 +250,39 @@ def test_a_hand_edited_results_file_is_refused_naming_the_field(tmp_path, capsys
     with pytest.raises(SystemExit) as exit_info:
         gate.main([str(write_night(tmp_path, "now", [record(1)])), "--baseline", str(write_night(tmp_path, "old", [row]))])
     assert exit_info.value.code == 2 and said in capsys.readouterr().err
+
+
+# -- 28. one place per fact: the harness stands without the pytest entry module ----------------------------
+
+# what a process holds, not what a run counts: the models registered (models/*/spec.py) and the
+# shared flocks that pin cache entries while this process uses them (released when it ends)
+PROCESS_STATE = {"registry.py": {"_REGISTRY"}, "cache_budget.py": {"_PINS"}}
+MUTATORS = {"append", "extend", "add", "update", "clear", "pop", "setdefault", "insert", "remove"}
+
+
+def test_no_harness_module_imports_the_pytest_entry_module_or_keeps_run_state_in_a_module():
+    import ast
+
+    root = references.PROJECT / "harness"
+    importing, mutated = [], []
+    for path in sorted(root.rglob("*.py")):
+        tree, name = ast.parse(path.read_text()), str(path.relative_to(root))
+        containers = {target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                      and isinstance(node.value, (ast.List, ast.Set, ast.Dict))
+                      for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                      if isinstance(target, ast.Name)} - PROCESS_STATE.get(name, set())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "video_model_conformance" for n in names):
+                importing.append(name)
+            if isinstance(node, ast.Global):
+                mutated.append(f"{name}: global {', '.join(node.names)}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in containers:
+                mutated.append(f"{name}: {node.func.value.id}.{node.func.attr}()")
+            if isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                    isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in containers
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+                mutated.append(f"{name}: {ast.unparse(node)}")
+    assert importing == [] and mutated == []
