@@ -203,9 +203,10 @@ def compare_row(current: Row | None, baseline: Row | None, fps_fraction: float, 
                                                              f"{against.value} row at {baseline.key.profile}", against)]
     now, then = current.gated, baseline.gated
     judged = parts if parts is not None else {name.split("/")[0] for name in now}
+    left_out = baseline.details.get("left_out") or {}  # a pin's figures deliberately not pinned
     findings = []
     for name in sorted(set(now) | set(then)):
-        if name.split("/")[0] in judged:
+        if name.split("/")[0] in judged and name not in left_out:
             finding = _compare_figure(row, name, now.get(name), then.get(name), fps_fraction, against, source,
                                       (rounds_of(current), rounds_of(baseline)))
             if finding is not None:

@@ -35,7 +35,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_PATH = PROJECT / "references" / "pinned.yaml"
 FORMAT = 2  # of the pinned-references file; 1: rows without machine and provenance
 FIGURE_FIELDS = ("value", "unit", "higher_is_better", "kind", "tolerance")
-PIN_FIELDS = {*RowKey.names(), "run", "weights", "data", "environment", "figures", "rounds_ms"}
+PIN_FIELDS = {*RowKey.names(), "run", "weights", "data", "environment", "figures", "rounds_ms", "left_out"}
 TOP_FIELDS = {"format", "runs", "rows"}
 RUN_FIELDS = {"commit", "date", "results", "environment"}
 HEADER = """\
@@ -129,12 +129,14 @@ class Pin:
     environment: dict  # the row's runtime environment when pinned
     set_by: dict  # commit, date, results file and environment of the run that set the pin
     rounds_ms: tuple[float, ...] = ()  # the timed rounds its speed figures came from: the gate compares distributions
+    left_out: dict[str, str] = field(default_factory=dict)  # gated figures deliberately not pinned: name -> why
 
     @property
     def row(self) -> Row:
         """The pin as a row the gate compares with: its own verdict passed when it was pinned."""
+        details = {"perf": {"rounds_ms": list(self.rounds_ms)}} if self.rounds_ms else {}
         return Row(self.key, Status.PASS, tuple(self.figures.values()),
-                   details={"perf": {"rounds_ms": list(self.rounds_ms)}} if self.rounds_ms else {})
+                   details={**details, "left_out": dict(self.left_out)} if self.left_out else details)
 
     def provenance(self) -> str:
         return (f"pinned from run {self.run} (commit {self.set_by.get('commit', '?')}, {self.set_by.get('date', '?')}; "
@@ -146,7 +148,8 @@ class Pin:
                 "figures": {name: {k: (v.value if isinstance(v, FigureKind) else v)
                                    for k, v in f.as_dict().items() if k in FIGURE_FIELDS}
                             for name, f in sorted(self.figures.items())},
-                **({"rounds_ms": [round(r, 4) for r in self.rounds_ms]} if self.rounds_ms else {})}
+                **({"rounds_ms": [round(r, 4) for r in self.rounds_ms]} if self.rounds_ms else {}),
+                **({"left_out": dict(self.left_out)} if self.left_out else {})}
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ def _pin(path: Path, number: int, entry, runs: dict) -> Pin:
         _fail(path, f"row {key.label} rounds_ms: expected a list of positive times in ms, found {rounds!r}")
     return Pin(key, {name: _figure(path, key.label, name, f) for name, f in figures.items()}, entry["run"],
                {"weights": entry["weights"], "data": entry["data"]}, entry.get("environment") or {}, runs[entry["run"]],
-               tuple(float(r) for r in rounds))
+               tuple(float(r) for r in rounds), {str(k): str(v) for k, v in (entry.get("left_out") or {}).items()})
 
 
 def load(path: Path) -> References:
@@ -298,7 +301,8 @@ def _pin_row(row: Row, header: dict, run_id: str, before: Pin | None, allow_weak
                             "fall (the run judges them against PyTorch)")
         return None
     rounds = tuple(r for r in row.part("perf").get("rounds_ms") or [] if finite(r) is not None)
-    pin = Pin(row.key, figures, run_id, taken_from, row.details.get("environment") or {}, {}, rounds)
+    pin = Pin(row.key, figures, run_id, taken_from, row.details.get("environment") or {}, {}, rounds,
+              {name: "a metric of seeded weights at zero: it cannot fall" for name in left_out})
     old = before.figures if before else {}
     moved = [f"{n} {_value(old.get(n))} -> {_value(f)}" for n, f in pin.figures.items() if _value(old.get(n)) != _value(f)]
     dropped = [f"{n} {_value(old[n])} -> (none)" for n in sorted(set(old) - set(pin.figures))]

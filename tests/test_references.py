@@ -11,7 +11,7 @@ import yaml
 
 from fabricated_nights import CHECKPOINT_SHA256, ENVIRONMENT, drop, record, set_value, write_night
 from harness import records, references
-from harness.records import RowKey
+from harness.records import Row, RowKey
 
 PROJECT = references.PROJECT
 
@@ -178,4 +178,9 @@ def test_metrics_of_seeded_weights_at_zero_are_not_pinned_and_the_rest_is(tmp_pa
         "(taken from weights seeded) (not pinned, metrics of seeded weights at zero: accuracy/top1)",
         "not pinned m/onnxruntime/fp32/bs2 (smoke profile, no soc): only metrics of seeded weights at zero, which "
         "cannot fall (the run judges them against PyTorch)"]
-    assert list(_pin_of(references.load(pinned), record(1)).figures) == ["accuracy/epe", "perf/fps"]
+    pin = _pin_of(references.load(pinned), record(1))
+    assert list(pin.figures) == ["accuracy/epe", "perf/fps"]
+    assert pin.left_out == {"accuracy/top1": "a metric of seeded weights at zero: it cannot fall"}
+    from harness import gate
+
+    assert [f.kind for f in gate.compare_row(Row.of(record(1, top1=0.0)), pin.row, 0.1)] == [gate.Kind.WITHIN] * 2
