@@ -136,10 +136,10 @@ def test_damaged_cache_entries_are_rebuilt_never_used_and_said_so(run_suite, tmp
     rebuilt from the dataset or the network, and the row green with the rebuild noted (a damaged
     artifact: built again with a warning)."""
     cache = tmp_path / "cache"
-    # decoded in this process: within the whole suite, the process's decoding pool (shared by every
-    # in-process run before this one) once left a repaired entry to be rebuilt again on the next
-    # run; its verdict was right (never used, said so), but this case is about one repair
-    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", f"--cache-dir={cache}", "--workers=0")
+    # one decoding worker, a pool of its own: within the whole suite, the two-worker pool that every
+    # in-process run before this one shared once left a repaired entry to be rebuilt again on the
+    # next run; that verdict was right (never used, said so), but this case is about one repair
+    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", f"--cache-dir={cache}", "--workers=1")
     run_suite(*options).assert_outcomes(passed=1)
     for damage, apply in DAMAGES.items():
         # an earlier in-process run's dataset generator, not yet collected, still pins what it
