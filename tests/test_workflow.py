@@ -411,14 +411,20 @@ def test_the_lock_check_fails_on_a_requirement_the_lock_lacks():
     assert "polygraphy" not in _pins(re.sub(r"(?ms)^polygraphy==.*?(?=^[a-z])", "", (PROJECT / "requirements.lock").read_text()))
 
 
-def test_a_complete_night_as_pinned_is_green_in_every_step(jobs, tmp_path):
+def _pinned_night(tmp_path) -> tuple[Path, Path, Path, Path, list[dict]]:
+    """A night of one row per backend (onnxruntime, openvino, ascend), pinned as it is: the
+    reports and artifacts folders, the night, the pins, its rows."""
     reports, artifacts = tmp_path / "reports", tmp_path / "artifacts"
     pinned_night = write_night(reports, "accepted", [record(1), record(1, backend="openvino"),
                                                      record(1, backend="ascend", soc="Ascend310P3", profile="full")])
     pinned = tmp_path / "pinned.yaml"
     references.update(pinned_night, pinned)
+    return reports, artifacts, pinned_night, pinned, json.loads(pinned_night.read_text())["records"]
+
+
+def test_a_complete_night_as_pinned_is_green_in_every_step(jobs, tmp_path):
+    reports, artifacts, pinned_night, pinned, rows = _pinned_night(tmp_path)
     _upload(artifacts, 39, "report-night", pinned_night)
-    rows = json.loads(pinned_night.read_text())["records"]
     for name, row in zip(jobs["night"]["env"]["NIGHT_ARTIFACTS"].split() + ["report-ascend"], rows):
         _upload(artifacts, 40 if name != "report-ascend" else 39, name, write_night(reports / "jobs", name, [row], 1))
     steps, _ = _run_night(jobs, tmp_path, artifacts, pinned)
@@ -430,12 +436,7 @@ def test_a_complete_night_as_pinned_is_green_in_every_step(jobs, tmp_path):
 
 
 def test_a_night_whose_history_step_fails_still_gets_its_gate_and_the_ascend_pins_are_named(jobs, tmp_path):
-    reports, artifacts = tmp_path / "reports", tmp_path / "artifacts"
-    pinned_night = write_night(reports, "accepted", [record(1), record(1, backend="openvino"),
-                                                     record(1, backend="ascend", soc="Ascend310P3", profile="full")])
-    pinned = tmp_path / "pinned.yaml"
-    references.update(pinned_night, pinned)
-    rows = json.loads(pinned_night.read_text())["records"]
+    reports, artifacts, pinned_night, pinned, rows = _pinned_night(tmp_path)
     for name, row in zip(jobs["night"]["env"]["NIGHT_ARTIFACTS"].split(), rows):
         _upload(artifacts, 40, name, write_night(reports / "jobs", name, [row], 1))
     broken = [{**step, "run": "echo 'the earlier nights could not be fetched' >&2; exit 1"}

@@ -60,6 +60,7 @@ from onnx import TensorProto, helper, numpy_helper
 from harness import cache
 from harness.backends.ascend import DEFAULT_SOC, KeepList, given_keep_list, keep_environment, keep_list
 from harness.backends.base import Backend, Session
+from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.peak import Peak
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -347,11 +348,7 @@ class AscendPreviewBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False, "onnxruntime is not installed: pip install onnxruntime"
-        return True, ""
+        return OnnxRuntimeBackend.availability()  # the preview runs on ONNX Runtime's CPU provider
 
     def versions(self) -> dict[str, str]:
         import onnxruntime as ort
