@@ -5,7 +5,6 @@ ground truth, and damaged cache entries; red naming the culprit, or green with a
 damage is the suite's own and repaired (a rebuilt cache entry)."""
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
@@ -136,15 +135,9 @@ def test_damaged_cache_entries_are_rebuilt_never_used_and_said_so(run_suite, tmp
     rebuilt from the dataset or the network, and the row green with the rebuild noted (a damaged
     artifact: built again with a warning)."""
     cache = tmp_path / "cache"
-    # one decoding worker, a pool of its own: within the whole suite, the two-worker pool that every
-    # in-process run before this one shared once left a repaired entry to be rebuilt again on the
-    # next run; that verdict was right (never used, said so), but this case is about one repair
-    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", f"--cache-dir={cache}", "--workers=1")
+    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", f"--cache-dir={cache}")
     run_suite(*options).assert_outcomes(passed=1)
     for damage, apply in DAMAGES.items():
-        # an earlier in-process run's dataset generator, not yet collected, still pins what it
-        # queued (its ``finally`` unpins): a pinned entry cannot be replaced, only left unused
-        gc.collect()
         apply(cache)
         result = run_suite(*options)
         result.assert_outcomes(passed=1)

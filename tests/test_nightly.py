@@ -121,6 +121,21 @@ def test_setup_plan_writes_nothing_and_a_partial_run_leaves_latest_on_the_last_w
     assert limited.ret == 0 and latest.resolve() == first, "a --limit run is not the latest night"
 
 
+
+def test_two_runs_given_one_id_keep_their_records_apart(run_suite, pytester, monkeypatch):
+    """Two runs of one process within a second (or two containers' processes with one pid) get
+    one id; the second used to append its rows to the first's and report the first's notes."""
+    from harness import records
+
+    monkeypatch.setattr(records, "new_run_id", lambda: "20261207T124457Z-4502")
+    options = ("--models=efficient3dcnn", "--batch-sizes=1", "-m", "accuracy", "--limit=1")
+    first, second = run_suite(*options), run_suite(*options)
+    assert (first.results["run_id"], second.results["run_id"]) == ("20261207T124457Z-4502", "20261207T124457Z-4502.2")
+    assert len(first.results["records"]) == len(second.results["records"]) == 1
+    unit_only = run_suite("-k", "nothing_matches", latest=False)
+    runs = sorted(p.name for p in (pytester.path / "reports").iterdir() if p.name != "latest")
+    assert unit_only.ret == 5 and runs == ["20261207T124457Z-4502", "20261207T124457Z-4502.2"], runs
+
 def test_the_history_reads_nights_only_and_names_what_it_left_out(tmp_path):
     night = write_night(tmp_path, "night", [record(1)], 0)
     partial = write_night(tmp_path, "limited", [record(1)], 1)
