@@ -34,8 +34,8 @@ import numpy as np
 
 from harness.backends.ascend import KeepList
 from harness.backends.ascend_preview import AscendPreviewBackend, ascend_type
-from harness.defaults import DEFAULT_CACHE_DIR
 from harness.localise import THRESHOLDS, deployed_run, localise
+from harness.localise_cli import add_model_arguments, first_batch
 from harness.outputs import ElementwiseStats
 
 KEEP_FILE_HELP = "ATC's --keep_dtype file: one OpType::<TypeName> or operator name per line"
@@ -154,31 +154,24 @@ class KeepSearch:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = add_model_arguments(argparse.ArgumentParser(
         prog="python -m harness.keep_fp32",
         description="Find operators to keep in fp32 so that the Ascend fp16 preview stays within the "
-                    "model's fp16 tolerance; write ATC's --keep_dtype file.")
-    parser.add_argument("model")
+                    "model's fp16 tolerance; write ATC's --keep_dtype file."))
     parser.add_argument("--out", type=Path, default=Path("keep.cfg"), help="the --keep_dtype file to write")
-    parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
-    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-runs", type=int, default=8, help="preview runs at most (evaluations and localisations)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR))
-    parser.add_argument("--data-root", type=Path, default=None)
-    parser.add_argument("--weights-dir", type=Path, default=None)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from harness import registry, stages
-    from harness.localise_cli import _first_batch
     from harness.outputs import torch_forward
 
     args = _parser().parse_args(argv)
     spec = registry.get(args.model)
     weights = stages.load_weights(spec, args.weights_dir)
     onnx_path = stages.onnx_for(spec, args.profile, args.cache_dir, args.weights_dir)
-    _, feeds = _first_batch(spec, args.profile, args.data_root, args.cache_dir, args.batch_size)
+    _, feeds = first_batch(spec, args.profile, args.data_root, args.cache_dir, args.batch_size)
     reference = torch_forward(stages.torch_network(spec, args.profile, weights), feeds, spec.output_names)
     print(f"{spec.name} ({args.profile}, batch {args.batch_size}, weights "
           f"{weights.provenance.get('path') or 'seeded, torch seed %s' % weights.provenance.get('seed')}): "

@@ -14,21 +14,27 @@ from harness.localise import deployed_run, localise, relative_error
 from harness.defaults import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.localise",
-        description="Where a deployed model starts to differ from the fp32 ONNX Runtime "
-                    "reference: per-node error table, plot and worst-sample picture.")
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of a command that runs one model's first batch (this one, harness.keep_fp32):
+    the model, its profile and batch size, and where its cache, data and weights are."""
     parser.add_argument("model")
-    parser.add_argument("--backend", required=True)
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
-    parser.add_argument("--precision", default=None, choices=("fp32", "default"),
-                        help="default: the backend's own default")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR))
-    parser.add_argument("--report-dir", type=Path, default=Path(DEFAULT_REPORT_DIR))
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--weights-dir", type=Path, default=None)
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = add_model_arguments(argparse.ArgumentParser(
+        prog="python -m harness.localise",
+        description="Where a deployed model starts to differ from the fp32 ONNX Runtime "
+                    "reference: per-node error table, plot and worst-sample picture."))
+    parser.add_argument("--backend", required=True)
+    parser.add_argument("--precision", default=None, choices=("fp32", "default"),
+                        help="default: the backend's own default")
+    parser.add_argument("--report-dir", type=Path, default=Path(DEFAULT_REPORT_DIR))
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds")
     return parser
 
@@ -44,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not available and backend.localises:
         parser.error(f"--backend {args.backend}: {why}")
     onnx_path = stages.onnx_for(spec, args.profile, args.cache_dir, args.weights_dir)
-    group, feeds = _first_batch(spec, args.profile, args.data_root, args.cache_dir,
+    group, feeds = first_batch(spec, args.profile, args.data_root, args.cache_dir,
                                 args.batch_size)
     network = stages.torch_network(spec, args.profile,
                                    stages.load_weights(spec, args.weights_dir))
@@ -63,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _first_batch(spec, profile: str, data_root, cache_dir: Path, batch_size: int):
+def first_batch(spec, profile: str, data_root, cache_dir: Path, batch_size: int):
+    """The first batch of the model's dataset: (its samples, the feeds)."""
     from harness import stages
     from harness.outputs import batches
 

@@ -270,12 +270,39 @@ def npu_smi_versions(device: int) -> dict[str, str]:
     return versions
 
 
-class AscendBackend(Backend):
+class AscendTarget(Backend):
+    """A backend that builds for an Ascend SoC, on it (ascend) or emulating it on the CPU
+    (ascend-preview): the SoC, the keep list ATC takes (``--keep-fp32 FILE``, else the card's),
+    and ATC's precision modes, whose default computes in fp16."""
+
+    default_precision = "default"  # the seeds ran ATC's default (fp16)
+    reads_keep_fp32 = True
+
+    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC,
+                 keep_fp32: KeepList | None = None):
+        super().__init__(precision, device)
+        self.soc = self.target_soc(soc)
+        self.keep_fp32 = keep_fp32  # None: each model card's own list
+
+    @classmethod
+    def target_soc(cls, soc: str | None) -> str:
+        """The SoC built for, given --soc."""
+        return soc or DEFAULT_SOC
+
+    @classmethod
+    def from_options(cls, config) -> "AscendTarget":
+        return cls(precision=config.precision, device=config.device, soc=config.soc,
+                   keep_fp32=given_keep_list(config))
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.requested_precision == "fp32" else "fp16"
+
+
+class AscendBackend(AscendTarget):
     name = "ascend"
     artifact_suffix = ".om"
-    default_precision = "default"  # the seeds ran ATC's default (fp16)
     reports_compute_time = True  # aclruntime's exec_time_list, around aclmdlExecute
-    reads_keep_fp32 = True
     not_localised = (
         "Ascend is not localised by the harness: dump the per-operator data with the CANN dump "
         "facility (acl.json dump config, or ais_bench --dump) and compare it with the ONNX using "
@@ -296,17 +323,6 @@ class AscendBackend(Backend):
     @classmethod
     def option_name(cls, soc: str | None) -> str:
         return f"--soc {soc}" if soc else "--backend ascend"
-
-    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC,
-                 keep_fp32: KeepList | None = None):
-        super().__init__(precision, device)
-        self.soc = soc or DEFAULT_SOC
-        self.keep_fp32 = keep_fp32  # None: each model card's own list
-
-    @classmethod
-    def from_options(cls, config) -> "AscendBackend":
-        return cls(precision=config.precision, device=config.device, soc=config.soc,
-                   keep_fp32=given_keep_list(config))
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -359,10 +375,6 @@ class AscendBackend(Backend):
         if gaps:
             env["ais_bench_not_used"] = "; ".join(gaps)
         return env
-
-    @property
-    def precision(self) -> str:
-        return "fp32" if self.requested_precision == "fp32" else "fp16"
 
     def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
         """The SoC's documented dense peak (harness/peaks.toml: the 310P3's fp16; none for fp32)."""

@@ -58,8 +58,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from harness import cache
-from harness.backends.ascend import DEFAULT_SOC, KeepList, given_keep_list, keep_environment, keep_list
-from harness.backends.base import Backend, Session
+from harness.backends.ascend import DEFAULT_SOC, AscendTarget, keep_environment, keep_list
+from harness.backends.base import Session
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.peak import Peak
 
@@ -329,22 +329,14 @@ def _round_inputs_and_weights(model: onnx.ModelProto, types, consumers, kept: se
     return weights, inputs
 
 
-class AscendPreviewBackend(Backend):
+class AscendPreviewBackend(AscendTarget):
     name = "ascend-preview"
     artifact_suffix = ".onnx"  # the rewritten ONNX, cached by content like any compiled model
-    default_precision = "default"  # ATC's default: force_fp16
-    reads_keep_fp32 = True
-
-    def __init__(self, precision: str | None = None, device: int = 0, soc: str | None = DEFAULT_SOC,
-                 keep_fp32: KeepList | None = None):
-        super().__init__(precision, device)
-        self.soc = soc if soc and soc.startswith("Ascend") else DEFAULT_SOC
-        self.keep_fp32 = keep_fp32  # None: each model card's own list
 
     @classmethod
-    def from_options(cls, config) -> "AscendPreviewBackend":
-        return cls(precision=config.precision, device=config.device, soc=config.soc,
-                   keep_fp32=given_keep_list(config))
+    def target_soc(cls, soc: str | None) -> str:
+        # the preview runs beside the backends of any --soc (a T4's too): it emulates an Ascend one
+        return soc if soc and soc.startswith("Ascend") else DEFAULT_SOC
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -366,10 +358,6 @@ class AscendPreviewBackend(Backend):
     def environment(self, spec=None) -> dict:
         env = {**self.versions(), "device": "host CPU", "preview": PREVIEW}
         return {**env, **keep_environment(keep_list(self.keep_fp32, spec))} if spec is not None else env
-
-    @property
-    def precision(self) -> str:
-        return "fp32" if self.requested_precision == "fp32" else "fp16"  # as the ascend backend reports
 
     def peak(self, precision: str, cache_dir: Path | None = None) -> Peak:
         return Peak("host CPU (ascend-preview)", precision, None,
